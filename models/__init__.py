@@ -1,0 +1,1 @@
+"""Scorers: text classifier, lexicon, image hashes, faces, nudity."""

@@ -1,0 +1,1 @@
+"""Text scorers: the multilingual encoder, the classifier on top of it, the lexicon."""

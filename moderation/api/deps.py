@@ -1,0 +1,81 @@
+"""FastAPI dependencies as ``Annotated`` aliases, so routes read like prose."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from limits import parse
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+from sqlalchemy.orm import Session
+
+from moderation.config import Settings, get_settings
+from moderation.errors import NotAuthenticated, RateLimited
+from moderation.queue import Enqueuer, make_celery
+from moderation.storage.db import get_sessionmaker
+from moderation.storage.schools import school_for_key
+from moderation.storage.tables import School
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_db(settings: SettingsDep) -> Iterator[Session]:
+    session = get_sessionmaker(settings.database_url)()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_db)]
+
+
+@lru_cache(maxsize=4)
+def _limiter(storage_uri: str) -> MovingWindowRateLimiter:
+    return MovingWindowRateLimiter(storage_from_string(storage_uri))
+
+
+_bearer = HTTPBearer(auto_error=False, description="The school's API key")
+
+
+def current_school(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> School:
+    """The school whose API key signs the request; rate limited per key."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise NotAuthenticated(
+            "send the school's API key as 'Authorization: Bearer <key>'", code="missing_api_key"
+        )
+    school = school_for_key(
+        session=session, api_key=credentials.credentials, pepper=settings.api_key_pepper
+    )
+    limit = parse(settings.rate_limit)
+    if not _limiter(settings.rate_limit_storage).hit(limit, "key", school.api_key_hash):
+        raise RateLimited(
+            f"more than {settings.rate_limit} requests for this API key; slow down",
+            code="rate_limited",
+        )
+    request.state.school_id = school.id
+    return school
+
+
+SchoolDep = Annotated[School, Depends(current_school)]
+
+
+@lru_cache(maxsize=4)
+def _enqueuer(broker_url: str) -> Enqueuer:
+    return Enqueuer(make_celery(get_settings()))
+
+
+def get_enqueuer(settings: SettingsDep) -> Enqueuer:
+    return _enqueuer(settings.broker_url)
+
+
+EnqueuerDep = Annotated[Enqueuer, Depends(get_enqueuer)]

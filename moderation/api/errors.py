@@ -1,0 +1,103 @@
+"""Every error answer has one shape: ``{"error": {"code", "message", "details"}}``.
+
+Domain exceptions (``moderation.errors``, ``moderation.media``) map to HTTP here and
+nowhere else. Request validation errors become 400 ``malformed_json`` (the body is not
+JSON) or 422 ``invalid_field`` with the failing fields listed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from moderation import errors
+from moderation.media import ImageTooLarge, MediaError, TooManyFrames, UnsupportedMediaType
+
+log = logging.getLogger(__name__)
+
+STATUS: list[tuple[type[Exception], int]] = [
+    (errors.NotAuthenticated, 401),
+    (errors.NotFound, 404),
+    (errors.Conflict, 409),
+    (errors.PayloadTooLarge, 413),
+    (errors.UnsupportedContent, 415),
+    (errors.InvalidInput, 422),
+    (errors.RateLimited, 429),
+    (UnsupportedMediaType, 415),
+    (ImageTooLarge, 413),
+    (TooManyFrames, 413),
+    (MediaError, 422),
+]
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_response(
+    status: int, code: str, message: str, details: dict[str, Any] | None = None
+) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "details": details or {}}},
+        status_code=status,
+        headers=headers,
+    )
+
+
+def _status_for(exc: Exception) -> int:
+    return next(status for cls, status in STATUS if isinstance(exc, cls))
+
+
+async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.ModerationError | MediaError)
+    details = exc.details if isinstance(exc, errors.ModerationError) else {}
+    return error_response(_status_for(exc), exc.code, str(exc), details)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = exc.errors()
+    if any(p.get("type") == "json_invalid" for p in problems):
+        return error_response(400, "malformed_json", "the request body is not valid JSON")
+    fields = [
+        {
+            "field": ".".join(str(part) for part in p.get("loc", ()) if part != "body"),
+            "problem": p.get("msg", ""),
+            "type": p.get("type", ""),
+        }
+        for p in problems
+    ]
+    if any(p["type"] == "model_attributes_type" for p in problems) and len(fields) == 1:
+        return error_response(400, "malformed_json", "the request body must be a JSON object")
+    summary = "; ".join(f"{f['field'] or 'body'}: {f['problem']}" for f in fields[:5])
+    return error_response(422, "invalid_field", summary, {"fields": fields})
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+    return error_response(exc.status_code, code, str(exc.detail))
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error", exc_info=exc)
+    return error_response(500, "internal_error", "an unexpected error occurred")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(errors.ModerationError, _domain_error)
+    app.add_exception_handler(MediaError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

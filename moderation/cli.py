@@ -1,0 +1,193 @@
+"""The ``moderation`` command: run the service, run workers, migrate, administer schools."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from moderation.config import get_settings
+from moderation.errors import ModerationError
+from moderation.queue import ALL_QUEUES
+
+app = typer.Typer(help="School moderation gate.", no_args_is_help=True)
+admin = typer.Typer(help="Schools, API keys and rosters.", no_args_is_help=True)
+app.add_typer(admin, name="admin")
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date (safe to run again)."""
+    from moderation.storage.migrate import upgrade
+
+    settings = get_settings()
+    settings.ensure_data_dir()
+    upgrade(settings.database_url)
+    typer.echo(f"database is up to date: {_safe_url(settings.database_url)}")
+
+
+def _safe_url(url: str) -> str:
+    if "@" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def _worker_argv(queues: str, concurrency: int, pool: str, beat: bool) -> list[str]:
+    settings = get_settings()
+    argv = [
+        "worker",
+        "--queues",
+        queues,
+        "--concurrency",
+        str(concurrency),
+        "--pool",
+        pool,
+        "--loglevel",
+        settings.log_level,
+        "--hostname",
+        f"moderation-{os.getpid()}@%h",
+    ]
+    if beat:
+        argv += ["--beat", "--schedule", str(settings.data_dir / "beat-schedule")]
+    return argv
+
+
+@app.command()
+def worker(
+    queues: Annotated[str, typer.Option(help="Comma-separated queues to consume")] = ",".join(
+        ALL_QUEUES
+    ),
+    concurrency: Annotated[int, typer.Option(help="Worker processes")] = 1,
+    pool: Annotated[str, typer.Option(help="prefork, solo or threads")] = "prefork",
+    beat: Annotated[bool, typer.Option(help="Also run the sweeper schedule (one node)")] = False,
+) -> None:
+    """Run a Celery worker; start as many as needed, on as many machines as needed."""
+    unknown = set(queues.split(",")) - set(ALL_QUEUES)
+    if unknown:
+        _fail(f"unknown queues {sorted(unknown)}; choose from {', '.join(ALL_QUEUES)}")
+    get_settings().ensure_data_dir()
+    from workers.app import app as celery_app
+
+    celery_app.worker_main(_worker_argv(queues, concurrency, pool, beat))
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port")] = None,
+    embedded_worker: Annotated[
+        bool, typer.Option(help="Start a worker (with the sweeper) beside the API")
+    ] = True,
+    run_migrations: Annotated[
+        bool, typer.Option("--migrate/--no-migrate", help="Migrate the database first")
+    ] = True,
+) -> None:
+    """Run the API (and, by default, one worker beside it): the embedded set-up."""
+    import uvicorn
+
+    settings = get_settings()
+    if run_migrations:
+        migrate()
+    child = None
+    if embedded_worker and settings.embedded_worker:
+        cmd = [sys.executable, "-m", "moderation.cli", "worker", "--pool", "solo", "--beat"]
+        child = subprocess.Popen(cmd)
+        typer.echo(f"worker started (pid {child.pid})")
+    try:
+        uvicorn.run(
+            "moderation.api.main:create_app",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            log_level=settings.log_level.lower(),
+        )
+    finally:
+        if child is not None:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+@admin.command("create-school")
+def create_school(
+    school_id: Annotated[str, typer.Option("--id", help="The platform's id for the school")],
+    name: Annotated[str, typer.Option(help="The school's name")],
+    webhook_url: Annotated[str | None, typer.Option(help="Where decisions are sent")] = None,
+) -> None:
+    """Create a school and print its API key and webhook secret (shown only once)."""
+    from moderation.storage.db import session_scope
+    from moderation.storage.schools import create_school as create
+
+    settings = get_settings()
+    migrate()
+    try:
+        with session_scope(settings.database_url) as session:
+            new = create(
+                session=session,
+                school_id=school_id,
+                name=name,
+                pepper=settings.api_key_pepper,
+                webhook_url=webhook_url,
+            )
+            secret = new.school.webhook_secret
+    except ModerationError as exc:
+        _fail(exc.message)
+    typer.echo(f"school {school_id} created")
+    typer.echo(f"API key (shown once, store it now): {new.api_key}")
+    typer.echo(f"webhook secret (verifies our callbacks): {secret}")
+
+
+@admin.command("import-roster")
+def import_roster(
+    school: Annotated[str, typer.Option(help="The school's id")],
+    files: Annotated[list[Path], typer.Argument(help="Pupil, staff and consent CSV files")],
+) -> None:
+    """Import groups, pupils, staff, parents and consent from CSV exports."""
+    from moderation.roster_csv import read_roster_files
+    from moderation.storage.db import session_scope
+    from moderation.storage.roster import apply_roster
+    from moderation.storage.schools import get_school
+
+    settings = get_settings()
+    for path in files:
+        if not path.is_file():
+            _fail(f"{path} is not a file")
+    try:
+        roster = read_roster_files(files)
+        with session_scope(settings.database_url) as session:
+            get_school(session=session, school_id=school)
+            result = apply_roster(session=session, school_id=school, roster=roster, source="import")
+    except ModerationError as exc:
+        _fail(f"{exc.message} (nothing was imported)")
+    except ValidationError as exc:
+        _fail(f"a row is not valid: {exc.errors()[0]['msg']} (nothing was imported)")
+    typer.echo(
+        f"imported {result.groups} groups, {result.students} pupils, {result.staff} staff, "
+        f"{result.parents} parents, {result.consent} consent answers"
+    )
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=get_settings().log_level, format="%(levelname)s %(name)s: %(message)s"
+    )
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""One settings object for the whole service, read once from the environment.
+
+Every setting is an environment variable with the ``MODERATION_`` prefix (or a line in
+a ``.env`` file). The defaults are the *embedded* set-up: a SQLite file for the data and
+a second SQLite file as the Celery broker, so that nothing else needs installing. At
+scale the same code runs with ``MODERATION_DATABASE_URL=postgresql+psycopg://...`` and
+``MODERATION_BROKER_URL=redis://...`` (or ``amqp://...``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path("var")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MODERATION_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str = ""  # empty: sqlite:///<data_dir>/moderation.sqlite
+    broker_url: str = ""  # empty: sqla+sqlite:///<data_dir>/broker.sqlite
+
+    # API limits
+    max_text_chars: int = 10_000  # characters of post text
+    max_attachments: int = 10  # attachments per post
+    max_attachment_bytes: int = 10 * 1024 * 1024  # decoded bytes per attachment
+    max_request_bytes: int = 64 * 1024 * 1024  # whole request body, base64 included
+    rate_limit: str = "600/minute"  # per API key
+    rate_limit_storage: str = "memory://"  # per API process; redis://... to share
+    max_wait_s: float = 10.0  # ceiling for ?wait=
+
+    # Pipeline
+    text_scorer: Literal["lexicon", "fake"] = "lexicon"
+    fake_scorer_delay_s: float = 0.0  # the fake scorer sleeps this long (tests only)
+    task_max_retries: int = 3  # scoring tries before a post is held as scoring_failed
+    pending_timeout_s: float = 120.0  # a pending post older than this is re-enqueued
+    max_enqueues: int = 5  # sweeper re-enqueues before the post is held (scoring_failed)
+    sweep_interval_s: float = 30.0
+    broker_poll_interval_s: float = 0.1  # SQLite broker only: how often workers poll
+    broker_visibility_timeout_s: int = 300  # Redis: unacked task is redelivered after this
+
+    # Callbacks to the platform
+    callback_timeout_s: float = 10.0
+    callback_max_retries: int = 30  # with backoff capped at 10 min: about 4 hours
+    callback_allow_private: bool = True  # callbacks to loopback/private addresses
+
+    # Embedded serve
+    host: str = "127.0.0.1"
+    port: int = 8000
+    embedded_worker: bool = True
+
+    log_level: str = "INFO"
+    api_key_pepper: str = Field(default="dev-pepper-change-me", min_length=8)
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.data_dir / 'moderation.sqlite').as_posix()}"
+        if not self.broker_url:
+            self.broker_url = f"sqla+sqlite:///{(self.data_dir / 'broker.sqlite').as_posix()}"
+        if self.environment == "production" and self.api_key_pepper.startswith("dev-"):
+            raise ValueError(
+                "MODERATION_API_KEY_PEPPER must be set to a secret value in production"
+            )
+        return self
+
+    @property
+    def is_embedded_broker(self) -> bool:
+        return self.broker_url.startswith("sqla+")
+
+    def ensure_data_dir(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""The Celery workers: the only place where scorers and models run."""

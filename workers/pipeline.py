@@ -1,0 +1,182 @@
+"""What the tasks do, as plain functions over a database URL (tested without Celery).
+
+Each step re-reads the post by id, skips work already stored, writes its result
+idempotently and commits, and only then tries to decide in a fresh transaction: so
+whichever of the text and media checks finishes last sees both results and decides.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from moderation.config import Settings
+from moderation.domain import PostStatus, TextScore
+from moderation.media import MediaError, sanitize_image
+from moderation.policy import DEFAULT_POLICY, AttachmentFinding, CheckResults, decide
+from moderation.queue import Enqueuer
+from moderation.storage.db import session_scope
+from moderation.storage.posts import (
+    MEDIA_CHECK,
+    TEXT_CHECK,
+    checks_of,
+    mark_enqueued,
+    needed_checks,
+    post_context,
+    record_check,
+    stale_pending_posts,
+    store_auto_decision,
+)
+from moderation.storage.tables import Attachment, Post
+from workers.scorers import text_scorer
+
+log = logging.getLogger(__name__)
+
+
+def _open_post(settings: Settings, post_pk: int, check: str) -> str | None:
+    """The post's text if ``check`` still has to run on it, else None."""
+    with session_scope(settings.database_url) as session:
+        post = session.get(Post, post_pk)
+        if post is None or post.status != PostStatus.PENDING.value:
+            return None
+        if check in checks_of(session=session, post_pk=post_pk):
+            return None
+        return post.text
+
+
+def run_text_check(settings: Settings, post_pk: int) -> None:
+    text = _open_post(settings, post_pk, TEXT_CHECK)
+    if text is not None:
+        scorer = text_scorer(settings)
+        score = scorer.score([text])[0]
+        with session_scope(settings.database_url) as session:
+            record_check(
+                session=session,
+                post_pk=post_pk,
+                check_name=TEXT_CHECK,
+                scorer=scorer.name,
+                ok=True,
+                result=score.to_json(),
+            )
+    decide_if_ready(settings, post_pk)
+
+
+def run_media_check(settings: Settings, post_pk: int) -> None:
+    if _open_post(settings, post_pk, MEDIA_CHECK) is None:
+        decide_if_ready(settings, post_pk)
+        return
+    findings: list[dict[str, str]] = []
+    with session_scope(settings.database_url) as session:
+        post = session.get(Post, post_pk)
+        assert post is not None
+        for att in post.attachments:
+            findings.extend(_check_attachment(att))
+        record_check(
+            session=session,
+            post_pk=post_pk,
+            check_name=MEDIA_CHECK,
+            scorer="intake",
+            ok=True,
+            result={"findings": findings},
+        )
+    decide_if_ready(settings, post_pk)
+
+
+def _check_attachment(att: Attachment) -> list[dict[str, str]]:
+    """Sanitise one photo (metadata stripped); what keeps it from release, if anything."""
+    if att.data is None:
+        return [{"attachment_id": att.external_id, "code": "attachment_unreadable"}]
+    try:
+        clean = sanitize_image(att.data)
+    except MediaError as exc:
+        return [{"attachment_id": att.external_id, "code": exc.code, "detail": str(exc)}]
+    att.released_data = clean.data
+    return []
+
+
+def record_failure(settings: Settings, post_pk: int, check: str, error: str) -> None:
+    """A check failed after its retries: store that, so the decision holds the post."""
+    with session_scope(settings.database_url) as session:
+        record_check(
+            session=session,
+            post_pk=post_pk,
+            check_name=check,
+            scorer="failed",
+            ok=False,
+            result={"error": error[:500]},
+        )
+    decide_if_ready(settings, post_pk)
+
+
+def _results(checks: dict[str, Any]) -> CheckResults:
+    text = checks.get(TEXT_CHECK)
+    media = checks.get(MEDIA_CHECK)
+    findings: tuple[AttachmentFinding, ...] = ()
+    if media is not None and media.ok:
+        findings = tuple(
+            AttachmentFinding(f["attachment_id"], f["code"], f.get("detail", ""))
+            for f in media.result["findings"]
+        )
+    return CheckResults(
+        text=TextScore.from_json(text.result) if text is not None and text.ok else None,
+        text_failed=text is not None and not text.ok,
+        media_findings=findings,
+        media_failed=media is not None and not media.ok,
+    )
+
+
+def decide_if_ready(settings: Settings, post_pk: int) -> None:
+    """Decide the post if every check it needs has a result (once, whoever calls)."""
+    callback_pk = None
+    with session_scope(settings.database_url) as session:
+        post = session.get(Post, post_pk)
+        if post is None or post.status != PostStatus.PENDING.value:
+            return
+        checks = checks_of(session=session, post_pk=post_pk)
+        if not needed_checks(post) <= checks.keys():
+            return
+        decision = decide(post_context(post), _results(checks), DEFAULT_POLICY)
+        callback_pk = store_auto_decision(session=session, post=post, decision=decision)
+    if callback_pk is not None:
+        Enqueuer(_celery()).callback(callback_pk)
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    requeued: int
+    failed: int
+
+
+def sweep(settings: Settings) -> SweepReport:
+    """Re-enqueue posts pending too long; after ``max_enqueues`` tries, fail them closed."""
+    requeued = failed = 0
+    enqueuer = Enqueuer(_celery())
+    with session_scope(settings.database_url) as session:
+        stale = [
+            (p.pk, needed_checks(p) - checks_of(session=session, post_pk=p.pk).keys())
+            for p in stale_pending_posts(
+                session=session, older_than=timedelta(seconds=settings.pending_timeout_s)
+            )
+        ]
+        counts = {pk: mark_enqueued(session=session, post_pk=pk) for pk, _ in stale}
+    for pk, missing in stale:
+        if counts[pk] > settings.max_enqueues:
+            for check in missing or {TEXT_CHECK}:
+                record_failure(settings, pk, check, "still pending after every re-enqueue")
+            failed += 1
+        elif not missing:
+            decide_if_ready(settings, pk)
+        else:
+            enqueuer.post(pk, text=TEXT_CHECK in missing, media=MEDIA_CHECK in missing)
+            requeued += 1
+    if requeued or failed:
+        log.info("sweeper: re-enqueued %d posts, failed %d", requeued, failed)
+    return SweepReport(requeued, failed)
+
+
+def _celery() -> Any:
+    from workers.app import app
+
+    return app

@@ -1,0 +1,87 @@
+"""Celery tasks: thin wrappers over ``workers.pipeline`` with one named retry policy.
+
+Every task takes ids only, re-reads its rows and writes idempotently; with ``acks_late``
+a task that dies with its worker is delivered again, and the sweeper finds whatever a
+queue lost. A scoring task that still fails after its retries records the failure,
+which holds the post with reason ``scoring_failed``: fail closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Task
+
+from moderation.config import get_settings
+from moderation.queue import DELIVER_CALLBACK, SCORE_MEDIA, SCORE_TEXT, SWEEP
+from moderation.storage.posts import MEDIA_CHECK, TEXT_CHECK
+from workers import callbacks, pipeline
+from workers.app import app
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, capped, for a bounded number of tries."""
+
+    max_retries: int
+    base_s: float
+    cap_s: float
+
+    def countdown(self, retries: int) -> float:
+        return random.uniform(0, min(self.cap_s, self.base_s * 2**retries))
+
+
+SCORING_RETRY = RetryPolicy(max_retries=get_settings().task_max_retries, base_s=1, cap_s=30)
+CALLBACK_RETRY = RetryPolicy(
+    max_retries=get_settings().callback_max_retries,
+    base_s=2,
+    cap_s=600,  # 10 min
+)
+
+
+def _retry_or_fail(task: Task[Any, Any], exc: Exception, post_pk: int, check: str) -> None:
+    retries = task.request.retries
+    if retries == 0:
+        log.warning("%s on post %d failed (%s); retrying", check, post_pk, exc)
+    if retries < SCORING_RETRY.max_retries:
+        raise task.retry(exc=exc, countdown=SCORING_RETRY.countdown(retries))
+    log.error("%s on post %d failed after %d retries; holding it", check, post_pk, retries)
+    pipeline.record_failure(get_settings(), post_pk, check, f"{type(exc).__name__}: {exc}")
+
+
+@app.task(name=SCORE_TEXT, bind=True, max_retries=None)
+def score_text(self: Task[Any, Any], post_pk: int) -> None:
+    try:
+        pipeline.run_text_check(get_settings(), post_pk)
+    except Exception as exc:
+        _retry_or_fail(self, exc, post_pk, TEXT_CHECK)
+
+
+@app.task(name=SCORE_MEDIA, bind=True, max_retries=None)
+def score_media(self: Task[Any, Any], post_pk: int) -> None:
+    try:
+        pipeline.run_media_check(get_settings(), post_pk)
+    except Exception as exc:
+        _retry_or_fail(self, exc, post_pk, MEDIA_CHECK)
+
+
+@app.task(name=DELIVER_CALLBACK, bind=True, max_retries=None)
+def deliver_callback(self: Task[Any, Any], callback_pk: int) -> None:
+    result = callbacks.deliver(get_settings(), callback_pk)
+    if result is not callbacks.Delivery.RETRY:
+        return
+    retries = self.request.retries
+    if retries >= CALLBACK_RETRY.max_retries:
+        callbacks.give_up(get_settings(), callback_pk)
+        return
+    raise self.retry(countdown=CALLBACK_RETRY.countdown(retries))
+
+
+@app.task(name=SWEEP)
+def sweep() -> None:
+    pipeline.sweep(get_settings())
