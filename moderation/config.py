@@ -49,7 +49,6 @@ class Settings(BaseSettings):
     # Callbacks to the platform
     callback_timeout_s: float = 10.0
     callback_max_retries: int = 30  # with backoff capped at 10 min: about 4 hours
-    callback_allow_private: bool = True  # callbacks to loopback/private addresses
 
     # Embedded serve
     host: str = "127.0.0.1"

@@ -16,6 +16,8 @@ every 0.1 s and a synchronous ``?wait=`` answers in well under a second.
 from __future__ import annotations
 
 import logging
+import warnings
+from functools import lru_cache
 from typing import Any
 
 from celery import Celery
@@ -64,6 +66,12 @@ class PollingSQLTransport(kombu_sqla.Transport):
 
 
 TRANSPORT_ALIASES["msqla"] = "moderation.queue:PollingSQLTransport"
+
+# kombu's SQLAlchemy transport declares its relationships with ``lazy="noload"``, which
+# SQLAlchemy 2.1 deprecates; the transport never loads them, so the warning is noise.
+warnings.filterwarnings(
+    "ignore", message="The ``noload`` loader strategy is deprecated", module="sqlalchemy"
+)
 
 
 def _broker_url(settings: Settings) -> str:
@@ -127,3 +135,13 @@ class Enqueuer:
 
     def callback(self, callback_pk: int) -> bool:
         return self._send(DELIVER_CALLBACK, callback_pk)
+
+
+@lru_cache(maxsize=4)
+def _enqueuer(broker_url: str, settings_json: str) -> Enqueuer:
+    return Enqueuer(make_celery(Settings.model_validate_json(settings_json)))
+
+
+def enqueuer_for(settings: Settings) -> Enqueuer:
+    """One enqueuer (and broker connection pool) per process and broker."""
+    return _enqueuer(settings.broker_url, settings.model_dump_json())

@@ -14,9 +14,10 @@ from typing import Any
 
 from moderation.config import Settings
 from moderation.domain import PostStatus, TextScore
-from moderation.media import MediaError, sanitize_image
+from moderation.media import ImageLimits, MediaError, sanitize_image
 from moderation.policy import DEFAULT_POLICY, AttachmentFinding, CheckResults, decide
-from moderation.queue import Enqueuer
+from moderation.queue import enqueuer_for
+from moderation.storage.callbacks import stale_callbacks, touch_callback
 from moderation.storage.db import session_scope
 from moderation.storage.posts import (
     MEDIA_CHECK,
@@ -68,11 +69,12 @@ def run_media_check(settings: Settings, post_pk: int) -> None:
         decide_if_ready(settings, post_pk)
         return
     findings: list[dict[str, str]] = []
+    limits = ImageLimits(max_bytes=settings.max_attachment_bytes)
     with session_scope(settings.database_url) as session:
         post = session.get(Post, post_pk)
         assert post is not None
         for att in post.attachments:
-            findings.extend(_check_attachment(att))
+            findings.extend(_check_attachment(att, limits))
         record_check(
             session=session,
             post_pk=post_pk,
@@ -84,12 +86,12 @@ def run_media_check(settings: Settings, post_pk: int) -> None:
     decide_if_ready(settings, post_pk)
 
 
-def _check_attachment(att: Attachment) -> list[dict[str, str]]:
+def _check_attachment(att: Attachment, limits: ImageLimits) -> list[dict[str, str]]:
     """Sanitise one photo (metadata stripped); what keeps it from release, if anything."""
     if att.data is None:
         return [{"attachment_id": att.external_id, "code": "attachment_unreadable"}]
     try:
-        clean = sanitize_image(att.data)
+        clean = sanitize_image(att.data, limits)
     except MediaError as exc:
         return [{"attachment_id": att.external_id, "code": exc.code, "detail": str(exc)}]
     att.released_data = clean.data
@@ -140,19 +142,20 @@ def decide_if_ready(settings: Settings, post_pk: int) -> None:
         decision = decide(post_context(post), _results(checks), DEFAULT_POLICY)
         callback_pk = store_auto_decision(session=session, post=post, decision=decision)
     if callback_pk is not None:
-        Enqueuer(_celery()).callback(callback_pk)
+        enqueuer_for(settings).callback(callback_pk)
 
 
 @dataclass(frozen=True)
 class SweepReport:
-    requeued: int
-    failed: int
+    requeued: int  # posts sent to the scoring queues again
+    failed: int  # posts held as scoring_failed after every re-enqueue
+    callbacks: int  # callbacks sent to the callback queue again
 
 
 def sweep(settings: Settings) -> SweepReport:
     """Re-enqueue posts pending too long; after ``max_enqueues`` tries, fail them closed."""
     requeued = failed = 0
-    enqueuer = Enqueuer(_celery())
+    enqueuer = enqueuer_for(settings)
     with session_scope(settings.database_url) as session:
         stale = [
             (p.pk, needed_checks(p) - checks_of(session=session, post_pk=p.pk).keys())
@@ -161,6 +164,9 @@ def sweep(settings: Settings) -> SweepReport:
             )
         ]
         counts = {pk: mark_enqueued(session=session, post_pk=pk) for pk, _ in stale}
+        lost_callbacks = [cb.pk for cb in stale_callbacks(session=session)]
+        for cb_pk in lost_callbacks:
+            touch_callback(session=session, callback_pk=cb_pk)
     for pk, missing in stale:
         if counts[pk] > settings.max_enqueues:
             for check in missing or {TEXT_CHECK}:
@@ -171,12 +177,13 @@ def sweep(settings: Settings) -> SweepReport:
         else:
             enqueuer.post(pk, text=TEXT_CHECK in missing, media=MEDIA_CHECK in missing)
             requeued += 1
-    if requeued or failed:
-        log.info("sweeper: re-enqueued %d posts, failed %d", requeued, failed)
-    return SweepReport(requeued, failed)
-
-
-def _celery() -> Any:
-    from workers.app import app
-
-    return app
+    for cb_pk in lost_callbacks:
+        enqueuer.callback(cb_pk)
+    if requeued or failed or lost_callbacks:
+        log.info(
+            "sweeper: re-enqueued %d posts and %d callbacks; held %d as scoring_failed",
+            requeued,
+            len(lost_callbacks),
+            failed,
+        )
+    return SweepReport(requeued, failed, len(lost_callbacks))

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from moderation.config import Settings, get_settings
 from moderation.errors import NotAuthenticated, RateLimited
-from moderation.queue import Enqueuer, make_celery
+from moderation.queue import Enqueuer, enqueuer_for
 from moderation.storage.db import get_sessionmaker
 from moderation.storage.schools import school_for_key
 from moderation.storage.tables import School
@@ -69,13 +69,8 @@ def current_school(
 SchoolDep = Annotated[School, Depends(current_school)]
 
 
-@lru_cache(maxsize=4)
-def _enqueuer(broker_url: str) -> Enqueuer:
-    return Enqueuer(make_celery(get_settings()))
-
-
 def get_enqueuer(settings: SettingsDep) -> Enqueuer:
-    return _enqueuer(settings.broker_url)
+    return enqueuer_for(settings)
 
 
 EnqueuerDep = Annotated[Enqueuer, Depends(get_enqueuer)]

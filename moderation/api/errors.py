@@ -61,7 +61,10 @@ def _status_for(exc: Exception) -> int:
 
 async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.ModerationError | MediaError)
-    details = exc.details if isinstance(exc, errors.ModerationError) else {}
+    if isinstance(exc, errors.ModerationError):
+        details = exc.details
+    else:
+        details = {"message_nl": exc.message_nl}  # for the author, in the platform's app
     return error_response(_status_for(exc), exc.code, str(exc), details)
 
 

@@ -40,15 +40,14 @@ from moderation.schemas import (
     PostPublic,
     ReasonPublic,
 )
+from moderation.storage.callbacks import queue_callback
 from moderation.storage.roster import find_students, get_group, get_student
 from moderation.storage.tables import (
     Attachment,
     AuditEvent,
-    Callback,
     Decision,
     Flag,
     Post,
-    School,
     Score,
     utcnow,
 )
@@ -196,6 +195,7 @@ def create_post(
         text=post_in.text,
         callback_url=post_in.callback_url,
         status=PostStatus.PENDING.value,
+        enqueue_count=1,  # the API enqueues it right after the commit
     )
     post.tagged = tagged
     post.attachments = [
@@ -357,30 +357,8 @@ def store_auto_decision(*, session: Session, post: Post, decision: PolicyDecisio
     )
     session.flush()
     session.expire(post)
-    return queue_callback(session=session, post=post, sequence=1)
-
-
-def queue_callback(*, session: Session, post: Post, sequence: int) -> int | None:
-    """Write the decision callback to the outbox; the caller enqueues it after commit."""
-    school = session.get(School, post.school_id)
-    url = post.callback_url or (school.webhook_url if school else None)
-    if not url:
-        return None
-    payload = {
-        "event": "post.decision",
-        "school_id": post.school_id,
-        **post_public(session=session, post=post).model_dump(mode="json"),
-    }
-    callback = Callback(
-        school_id=post.school_id,
-        post_pk=post.pk,
-        idempotency_key=f"{post.school_id}:{post.external_id}:decision:{sequence}",
-        url=url,
-        payload=payload,
-    )
-    session.add(callback)
-    session.flush()
-    return callback.pk
+    public = post_public(session=session, post=post).model_dump(mode="json")
+    return queue_callback(session=session, post=post, sequence=1, decision=public)
 
 
 def latest_decision(*, session: Session, post_pk: int) -> Decision | None:

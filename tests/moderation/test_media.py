@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import random
 import struct
+import zipfile
 import zlib
 from collections.abc import Callable
 
@@ -418,6 +419,31 @@ def test_gif_frame_that_enlarges_the_canvas_is_padded() -> None:
     assert reopen(result).size == (4, 4)
 
 
+def test_multi_picture_jpeg_keeps_its_first_picture() -> None:
+    data = encode(photo(), "MPO", save_all=True, append_images=[photo((32, 24))])
+    assert Image.open(io.BytesIO(data)).format == "MPO"  # what some phones write
+
+    info = inspect_image(data, "image/jpeg")
+    result = sanitize_image(data)
+
+    assert (info.format, info.frames, info.width) == (ImageFormat.JPEG, 1, 64)
+    out = reopen(result)
+    assert (result.frames, out.size) == (1, (64, 48))
+    assert getattr(out, "n_frames", 1) == 1
+
+
+def test_animated_png_keeps_its_first_image() -> None:
+    image = photo()
+    data = encode(image, "PNG", save_all=True, append_images=[image.rotate(180)])
+    assert Image.open(io.BytesIO(data)).n_frames == 2  # type: ignore[attr-defined]
+
+    result = sanitize_image(data)
+
+    assert inspect_image(data, "image/png").frames == result.frames == 1
+    assert getattr(reopen(result), "n_frames", 1) == 1
+    assert result.rgb.getpixel((2, 2)) == RED
+
+
 @pytest.mark.parametrize("fmt", [ImageFormat.GIF, ImageFormat.WEBP])
 def test_animation_with_too_many_frames_is_refused(fmt: ImageFormat) -> None:
     frames = animation(500 if fmt is ImageFormat.GIF else 150)
@@ -522,33 +548,31 @@ def test_random_bytes_are_not_a_recognised_image() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "data", "declared"),
+    ("data", "declared"),
     [
-        (
-            "html after a GIF signature",
+        pytest.param(
             b"GIF89a<script>alert(document.cookie)</script>",
             "image/gif",
+            id="html-after-a-gif-signature",
         ),
-        (
-            "valid GIF with markup in a comment",
+        pytest.param(
             encode(Image.new("P", (4, 4)), "GIF", comment=b"<html><body onload=alert(1)>"),
             "image/gif",
+            id="valid-gif-with-markup-in-a-comment",
         ),
-        (
-            "JPEG with a PDF header",
+        pytest.param(
             encode(photo(), "JPEG", comment=b"%PDF-1.7\n1 0 obj"),
             "image/jpeg",
+            id="jpeg-with-a-pdf-header",
         ),
     ],
 )
-def test_polyglot_is_unsupported(name: str, data: bytes, declared: str) -> None:
+def test_polyglot_is_unsupported(data: bytes, declared: str) -> None:
     assert_refused(UnsupportedMediaType, data, declared)
 
 
 def test_image_with_a_zip_archive_appended_is_unsupported() -> None:
     archive = io.BytesIO()
-    import zipfile
-
     with zipfile.ZipFile(archive, "w") as zipped:
         zipped.writestr("payload.class", b"\xca\xfe\xba\xbe")
     data = encode_photo(ImageFormat.GIF) + archive.getvalue()  # a "GIFAR"
@@ -620,7 +644,7 @@ def test_mutated_images_raise_only_media_errors(fmt: ImageFormat, iterations: in
     else:
         params: dict[str, object] = {"exif": exif_with_gps()}
         original = encode(source, fmt.value, **params)
-    rng = random.Random(1234 + len(fmt.value))
+    rng = random.Random(f"mutations-{fmt}")  # str seeds are stable across runs
     outcomes: dict[str, int] = {}
     for _ in range(iterations):
         data = mutate(original, rng)
@@ -631,8 +655,5 @@ def test_mutated_images_raise_only_media_errors(fmt: ImageFormat, iterations: in
             except MediaError as error:
                 outcome = error.code
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
-    assert set(outcomes) <= {
-        "accepted",
-        *(t.code for t in (UnsupportedMediaType, ImageTooLarge, TooManyFrames, ImageUnreadable)),
-    }
+    assert "media_error" not in outcomes  # always a specific subclass
     assert outcomes.get("image_unreadable", 0) > 0  # the corruptions were noticed

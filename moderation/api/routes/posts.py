@@ -63,8 +63,6 @@ def _submit(
         max_attachment_bytes=settings.max_attachment_bytes,
     )
     intake = create_post(session=session, school_id=school_id, post_in=post_in, limits=limits)
-    if intake.created:
-        intake.post.enqueue_count = 1
     session.commit()
     if intake.created:
         checks = needed_checks(intake.post)
