@@ -229,3 +229,23 @@ def test_many_posts_each_decided_once(stack: Stack, start_worker):
     assert statuses.count("held") == 6
     assert statuses.count("released") == 24
     assert all(stack.decisions(p) == 1 for p in ids)
+
+
+def test_post_accepted_while_the_broker_is_down_is_decided_later(
+    configure: Configure, stack: Stack, redis_url: str, start_worker
+):
+    configure(broker_url="redis://127.0.0.1:1/0")  # nothing listens there
+    with TestClient(create_app()) as cut_off:
+        r = cut_off.post(
+            "/v1/posts", json=post_body("p-nobroker", "Tot morgen!"), headers=stack.headers
+        )
+    assert (r.status_code, r.json()["status"]) == (202, "pending")
+    configure(broker_url=redis_url)
+    start_worker(beat=True)  # the sweeper finds the post that never reached a queue
+    wait_until(
+        lambda: stack.get("p-nobroker")["status"] != "pending",
+        timeout_s=60,
+        what="the sweeper to send the post",
+    )
+    assert stack.get("p-nobroker")["status"] == "released"
+    assert stack.decisions("p-nobroker") == 1
