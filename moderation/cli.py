@@ -15,11 +15,14 @@ from pydantic import ValidationError
 
 from moderation.config import get_settings
 from moderation.errors import ModerationError
+from moderation.policy import CheckResults
 from moderation.queue import ALL_QUEUES
 
 app = typer.Typer(help="School moderation gate.", no_args_is_help=True)
 admin = typer.Typer(help="Schools, API keys and rosters.", no_args_is_help=True)
+policy_app = typer.Typer(help="The school's policy: show, set, try out.", no_args_is_help=True)
 app.add_typer(admin, name="admin")
+app.add_typer(policy_app, name="policy")
 
 
 def _fail(message: str) -> None:
@@ -180,6 +183,108 @@ def import_roster(
         f"imported {result.groups} groups, {result.students} pupils, {result.staff} staff, "
         f"{result.parents} parents, {result.consent} consent answers"
     )
+
+
+@policy_app.command("show")
+def policy_show(
+    school: Annotated[str, typer.Option(help="The school's id")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of YAML")] = False,
+) -> None:
+    """Print the policy in force (version 0 is the house policy)."""
+    from moderation.policy_document import dump_document
+    from moderation.storage.db import session_scope
+    from moderation.storage.policies import current_document
+    from moderation.storage.schools import get_school
+
+    with session_scope(get_settings().database_url) as session:
+        try:
+            get_school(session=session, school_id=school)
+        except ModerationError as exc:
+            _fail(exc.message)
+        version, document = current_document(session=session, school_id=school)
+    typer.echo(f"# policy version {version} of school {school}")
+    typer.echo(dump_document(document, as_json=as_json))
+
+
+@policy_app.command("set")
+def policy_set(
+    school: Annotated[str, typer.Option(help="The school's id")],
+    file: Annotated[Path, typer.Argument(help="The policy, YAML or JSON")],
+    actor: Annotated[str, typer.Option(help="Who makes the change (audit)")] = "cli",
+) -> None:
+    """Validate a policy file and make it the school's next version."""
+    from moderation.policy_document import parse_document
+    from moderation.storage.db import session_scope
+    from moderation.storage.policies import set_policy
+    from moderation.storage.schools import get_school
+
+    try:
+        document = parse_document(file.read_bytes())
+        with session_scope(get_settings().database_url) as session:
+            get_school(session=session, school_id=school)
+            row = set_policy(session=session, school_id=school, document=document, actor=actor)
+            version = row.version
+    except (OSError, ModerationError) as exc:
+        _fail(f"{getattr(exc, 'message', exc)} (the policy was not changed)")
+    typer.echo(f"school {school} now runs policy version {version}")
+
+
+@policy_app.command("test")
+def policy_test(
+    school: Annotated[str, typer.Option(help="The school's id")],
+    policy_file: Annotated[Path, typer.Option("--policy", help="The proposed policy file")],
+    posts_file: Annotated[Path, typer.Argument(help="Posts, one JSON object a line")],
+    show: Annotated[str, typer.Option(help="changed (default) or all lines")] = "changed",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON")] = False,
+) -> None:
+    """Dry run: what the current and the proposed policy decide, side by side."""
+    import json as json_
+
+    from moderation.dry_run import dry_run, read_posts, summary
+    from moderation.policy_document import parse_document
+    from moderation.storage.db import session_scope
+    from moderation.storage.policies import current_policy
+    from moderation.storage.roster import student_names
+    from moderation.storage.schools import get_school
+    from workers.pipeline import analyse_text, text_results
+    from workers.scorers import text_scorer
+
+    settings = get_settings()
+    try:
+        proposed = parse_document(policy_file.read_bytes()).to_policy("proposed")
+        posts = read_posts(posts_file)
+        with session_scope(settings.database_url) as session:
+            get_school(session=session, school_id=school)
+            current = current_policy(session=session, school_id=school)
+            names = student_names(session=session, school_id=school)
+    except (OSError, ModerationError) as exc:
+        _fail(str(getattr(exc, "message", exc)))
+    scorer = text_scorer(settings)
+
+    def analyse(text: str) -> CheckResults:
+        return text_results(analyse_text(text, scorer=scorer, policy=proposed, names=names))
+
+    lines = dry_run(posts, analyse, current, proposed)
+    counts = summary(lines)
+    if as_json:
+        typer.echo(json_.dumps(counts, indent=2))
+        return
+    typer.echo(f"{'current':<9} {'proposed':<9} text")
+    for line in lines:
+        if show == "all" or line.changed:
+            mark = "*" if line.changed else " "
+            text = line.text.replace("\n", " ")
+            typer.echo(
+                f"{line.current.action.value:<9} {line.proposed.action.value:<8}{mark} {text[:90]}"
+            )
+    typer.echo("")
+    for action in ("release", "hold", "reject"):
+        typer.echo(
+            f"{action:<8} current {counts['current'][action]:>5}   "
+            f"proposed {counts['proposed'][action]:>5}"
+        )
+    for move, n in sorted(counts["changes"].items()):
+        typer.echo(f"  {move}: {n}")
 
 
 def main() -> None:

@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     api_key_pepper: str = Field(default="dev-pepper-change-me", min_length=8)
 
+    # Review queue (docs/review.md)
+    review_cookie_secure: bool = True  # False only for plain-http local development
+    review_session_ttl_s: int = 10 * 3600  # a signed-in session lasts one school day
+    review_token_max_ttl_s: int = 900  # a sign-in token may be valid for 15 minutes at most
+    review_token_leeway_s: int = 30  # clock skew allowed on a sign-in token's exp
+    review_base_url: str = ""  # empty: http://<host>:<port>, for `admin review-link`
+
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
         if not self.database_url:

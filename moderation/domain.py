@@ -124,3 +124,35 @@ class TextScorer(Protocol):
     name: str
 
     def score(self, texts: Sequence[str]) -> list[TextScore]: ...
+
+
+class PrivacyKind(StrEnum):
+    """Personal information that does not belong in a group or school channel (rule 5)."""
+
+    PHONE = "phone"
+    EMAIL = "email"
+    ADDRESS = "address"
+    BSN = "bsn"  # Dutch citizen service number (passes the 11-test)
+    IBAN = "iban"
+    CHILD_HEALTH = "child_health"  # illness, diagnosis, medication of a named child
+    CHILD_BEHAVIOUR = "child_behaviour"  # behaviour problems, incidents, punishment
+    CHILD_FAMILY = "child_family"  # divorce, custody, youth care, finances at home
+
+
+class NoticeKind(StrEnum):
+    """What the policy reminds an author of, while still releasing the post (rules 7, 8)."""
+
+    SICK_REPORT = "sick_report"  # also phone the administration
+    URGENT = "urgent"  # call the administration, the app is not read at once
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacyFinding:
+    kind: PrivacyKind
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeFinding:
+    kind: NoticeKind
+    span: Span

@@ -1,25 +1,37 @@
-"""The decision: a pure function of the scores, the post's context and the school policy.
+"""The decision: a pure function of the checks' results, the post's context and the
+school's policy.
 
-``decide()`` imports nothing but the domain; it is called by the worker once every check
-of a post has a result, and its output is stored as the post's automatic decision. The
-severest action wins (reject > hold > release). Every reason carries a stable code and an
-explanation in plain Dutch (for the author) and English.
+``decide()`` imports nothing but the domain and the standard library; the worker calls
+it once every check of a post has a result, and its output is stored as the post's
+automatic decision. The severest action wins (reject > hold > release). Every reason
+carries a stable code and an explanation in plain Dutch (for the author) and English;
+notices (a sick report, an urgent matter, a message outside school hours) never change
+the action: the post is released and the author is reminded.
 
 Defaults follow ``POLICY.md``: swearing, discrimination, threats and sexual messages are
 never allowed. A clear case is *rejected* back to the author (who can rephrase); a
 doubtful case is *held* for the teacher. Threats are never auto-rejected: the school must
-see them, so they are held. Failing closed: a check that could not run holds the post.
+see them. Staff posts are held rather than rejected (a colleague looks first). Personal
+details in a group or school-wide channel are held with the advice to use the
+kindgesprek. Failing closed: a check that could not run holds the post.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 from moderation.domain import (
     Action,
     AuthorRole,
     Category,
     ChannelType,
+    NoticeFinding,
+    NoticeKind,
+    PrivacyFinding,
+    PrivacyKind,
     Span,
     TextScore,
 )
@@ -27,31 +39,128 @@ from moderation.domain import (
 SEVERITY = {Action.RELEASE: 0, Action.HOLD: 1, Action.REJECT: 2}
 
 
+class ConsentMatchAction(StrEnum):
+    """What to do with a photo showing a child without consent for the audience."""
+
+    BLUR = "blur"  # release a copy with that child's face blurred
+    HOLD = "hold"  # hold the post for the teacher
+
+
 @dataclass(frozen=True, slots=True)
 class CategoryRule:
-    """At or above ``hold_at`` the post is held; at or above ``reject_at`` rejected."""
+    """At or above ``hold_at`` the post is held; at or above ``reject_at`` rejected.
+
+    A rule applies to the author roles and channels it names (empty: all). A category
+    has a list of rules; the first that applies to the post decides.
+    """
 
     hold_at: float
     reject_at: float | None  # None: never auto-rejected, only held
+    roles: frozenset[AuthorRole] = frozenset()
+    channels: frozenset[ChannelType] = frozenset()
+
+    def applies(self, role: AuthorRole, channel: ChannelType) -> bool:
+        return (not self.roles or role in self.roles) and (
+            not self.channels or channel in self.channels
+        )
+
+    def action(self, score: float) -> Action:
+        if self.reject_at is not None and score >= self.reject_at:
+            return Action.REJECT
+        if score >= self.hold_at:
+            return Action.HOLD
+        return Action.RELEASE
+
+
+@dataclass(frozen=True, slots=True)
+class SchoolHours:
+    """When teachers read messages (POLICY.md rule 7)."""
+
+    days: frozenset[int] = frozenset({0, 1, 2, 3, 4})  # Monday = 0
+    start: time = time(8, 0)
+    end: time = time(16, 30)
+    timezone: str = "Europe/Amsterdam"
+
+    def is_open(self, moment: datetime) -> bool:
+        local = moment.astimezone(ZoneInfo(self.timezone))
+        return local.weekday() in self.days and self.start <= local.time() < self.end
+
+    def next_opening(self, moment: datetime) -> datetime:
+        """The next moment school opens after ``moment`` (``moment`` itself if open)."""
+        if self.is_open(moment):
+            return moment
+        zone = ZoneInfo(self.timezone)
+        local = moment.astimezone(zone)
+        day = local.date()
+        if local.time() >= self.start:
+            day += timedelta(days=1)
+        for _ in range(8):
+            if day.weekday() in self.days:
+                return datetime.combine(day, self.start, tzinfo=zone)
+            day += timedelta(days=1)
+        raise ValueError("school hours name no day of the week")
 
 
 @dataclass(frozen=True, slots=True)
 class SchoolPolicy:
     version: str
-    rules: dict[Category, CategoryRule]
+    rules: dict[Category, tuple[CategoryRule, ...]]
+    consent_scopes: dict[ChannelType, str] = field(
+        default_factory=lambda: {
+            ChannelType.GROUP: "app",
+            ChannelType.KINDGESPREK: "app",
+            ChannelType.SCHOOL: "newsletter",
+        }
+    )
+    on_consent_match: ConsentMatchAction = ConsentMatchAction.BLUR
+    privacy_actions: dict[ChannelType, Action] = field(
+        default_factory=lambda: {
+            ChannelType.GROUP: Action.HOLD,
+            ChannelType.SCHOOL: Action.HOLD,
+            ChannelType.KINDGESPREK: Action.RELEASE,
+        }
+    )
+    escalation_roles: tuple[str, ...] = ("admin",)
+    escalation_after_hours: float = 8.5  # school hours a flag may wait: one working day
+    school_hours: SchoolHours = field(default_factory=SchoolHours)
+    retention_days: int = 30  # texts and images purged this long after the decision
+    school_phone_numbers: tuple[str, ...] = ()  # never reported as personal details
 
-    def thresholds(self) -> dict[Category, float]:
-        """The score at which each category counts as flagged."""
-        return {cat: rule.hold_at for cat, rule in self.rules.items()}
+    def rule_for(
+        self, category: Category, role: AuthorRole, channel: ChannelType
+    ) -> CategoryRule | None:
+        return next((r for r in self.rules.get(category, ()) if r.applies(role, channel)), None)
 
+    def thresholds(
+        self, role: AuthorRole = AuthorRole.PARENT, channel: ChannelType = ChannelType.GROUP
+    ) -> dict[Category, float]:
+        """The score at which each category counts as flagged, for this author and channel."""
+        out = {}
+        for cat in Category:
+            rule = self.rule_for(cat, role, channel)
+            if rule is not None:
+                out[cat] = rule.hold_at
+        return out
+
+
+_STAFF = frozenset({AuthorRole.TEACHER, AuthorRole.STAFF})
 
 DEFAULT_POLICY = SchoolPolicy(
-    version="default-1",
+    version="default",
     rules={
-        Category.INSULT: CategoryRule(hold_at=0.5, reject_at=0.85),
-        Category.HATE: CategoryRule(hold_at=0.5, reject_at=0.85),
-        Category.THREAT: CategoryRule(hold_at=0.4, reject_at=None),
-        Category.SEXUAL: CategoryRule(hold_at=0.5, reject_at=0.85),
+        Category.INSULT: (
+            CategoryRule(0.5, None, roles=_STAFF),
+            CategoryRule(0.5, 0.85),
+        ),
+        Category.HATE: (
+            CategoryRule(0.5, None, roles=_STAFF),
+            CategoryRule(0.5, 0.85),
+        ),
+        Category.THREAT: (CategoryRule(0.4, None),),
+        Category.SEXUAL: (
+            CategoryRule(0.5, None, roles=_STAFF),
+            CategoryRule(0.5, 0.85),
+        ),
     },
 )
 
@@ -61,6 +170,7 @@ class PostContext:
     channel: ChannelType
     author_role: AuthorRole
     has_text: bool
+    posted_at: datetime  # when the platform submitted it (for the school-hours notice)
     attachment_ids: tuple[str, ...] = ()
 
 
@@ -69,16 +179,18 @@ class AttachmentFinding:
     """Something a media check found in one attachment that keeps it from release."""
 
     attachment_id: str
-    code: str  # e.g. attachment_unreadable, image_too_large
+    code: str  # e.g. image_unreadable, nudity, consent_missing
     detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class CheckResults:
-    """What the workers found; ``None`` for a check that was not needed."""
+    """What the workers found; ``text=None`` for a text check that did not run."""
 
     text: TextScore | None = None
     text_failed: bool = False
+    privacy: tuple[PrivacyFinding, ...] = ()
+    notices: tuple[NoticeFinding, ...] = ()
     media_findings: tuple[AttachmentFinding, ...] = ()
     media_failed: bool = False
 
@@ -94,6 +206,15 @@ class Reason:
 
 
 @dataclass(frozen=True, slots=True)
+class Notice:
+    """A reminder for the author; the post is released all the same."""
+
+    code: str
+    message_nl: str
+    message_en: str
+
+
+@dataclass(frozen=True, slots=True)
 class AttachmentDecision:
     attachment_id: str
     action: Action
@@ -105,7 +226,8 @@ class Decision:
     action: Action
     reasons: tuple[Reason, ...] = ()
     attachments: tuple[AttachmentDecision, ...] = ()
-    policy_version: str = field(default=DEFAULT_POLICY.version)
+    notices: tuple[Notice, ...] = ()
+    policy_version: str = DEFAULT_POLICY.version
 
 
 _TEXT_MESSAGES: dict[Category, tuple[str, str]] = {
@@ -135,6 +257,26 @@ _TEXT_MESSAGES: dict[Category, tuple[str, str]] = {
     ),
 }
 
+_PRIVACY_WHAT: dict[PrivacyKind, tuple[str, str]] = {
+    PrivacyKind.PHONE: ("een telefoonnummer", "a phone number"),
+    PrivacyKind.EMAIL: ("een e-mailadres", "an e-mail address"),
+    PrivacyKind.ADDRESS: ("een adres", "an address"),
+    PrivacyKind.BSN: ("een burgerservicenummer", "a citizen service number (BSN)"),
+    PrivacyKind.IBAN: ("een rekeningnummer", "a bank account number"),
+    PrivacyKind.CHILD_HEALTH: (
+        "informatie over de gezondheid van een kind",
+        "information about a child's health",
+    ),
+    PrivacyKind.CHILD_BEHAVIOUR: (
+        "informatie over het gedrag van een kind",
+        "information about a child's behaviour",
+    ),
+    PrivacyKind.CHILD_FAMILY: (
+        "informatie over de thuissituatie van een kind",
+        "information about a child's family situation",
+    ),
+}
+
 SCORING_FAILED = Reason(
     code="scoring_failed",
     message_nl="Je bericht kon niet automatisch worden gecontroleerd en wordt eerst door "
@@ -143,9 +285,9 @@ SCORING_FAILED = Reason(
 )
 
 _ATTACHMENT_MESSAGES: dict[str, tuple[str, str]] = {
-    "attachment_unreadable": (
-        "Een bijlage kon niet worden gelezen en wordt eerst door de school bekeken.",
-        "An attachment could not be read; the school will review it first.",
+    "image_unreadable": (
+        "Een foto kon niet worden gelezen en wordt eerst door de school bekeken.",
+        "A photo could not be read; the school will review it first.",
     ),
 }
 _ATTACHMENT_DEFAULT = (
@@ -153,26 +295,83 @@ _ATTACHMENT_DEFAULT = (
     "An attachment will be reviewed by the school first.",
 )
 
+NOTICE_SICK = Notice(
+    code=NoticeKind.SICK_REPORT.value,
+    message_nl="Ziekmelden doe je altijd telefonisch bij de administratie. Je bericht is "
+    "geplaatst, maar bel de school ook even.",
+    message_en="Sick reports are always made by phone to the school office. Your message "
+    "was posted, but please call the school as well.",
+)
+NOTICE_URGENT = Notice(
+    code=NoticeKind.URGENT.value,
+    message_nl="Berichten in de app worden niet meteen gelezen. Is het dringend? Bel dan "
+    "de administratie.",
+    message_en="Messages in the app are not read at once. Is it urgent? Please call the "
+    "school office.",
+)
 
-def _text_reasons(score: TextScore, policy: SchoolPolicy) -> list[tuple[Action, Reason]]:
+
+def _outside_hours_notice(hours: SchoolHours, posted_at: datetime) -> Notice:
+    opening = hours.next_opening(posted_at)
+    days_nl = ["maandag", "dinsdag", "woensdag", "donderdag", "vrijdag", "zaterdag", "zondag"]
+    days_en = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+    at = opening.strftime("%H:%M")
+    return Notice(
+        code="outside_school_hours",
+        message_nl="De leerkracht leest berichten op schooldagen tussen "
+        f"{hours.start:%H:%M} en {hours.end:%H:%M}. Je bericht wordt vanaf "
+        f"{days_nl[opening.weekday()]} {at} gelezen.",
+        message_en="Teachers read messages on school days between "
+        f"{hours.start:%H:%M} and {hours.end:%H:%M}. Your message will be read from "
+        f"{days_en[opening.weekday()]} {at}.",
+    )
+
+
+def _text_reasons(
+    ctx: PostContext, score: TextScore, policy: SchoolPolicy
+) -> list[tuple[Action, Reason]]:
     out: list[tuple[Action, Reason]] = []
-    for cs in score.above(policy.thresholds()):
-        rule = policy.rules[cs.category]
-        action = (
-            Action.REJECT
-            if rule.reject_at is not None and cs.score >= rule.reject_at
-            else Action.HOLD
-        )
-        nl, en = _TEXT_MESSAGES[cs.category]
+    for cat in Category:
+        rule = policy.rule_for(cat, ctx.author_role, ctx.channel)
+        cs = score.get(cat)
+        if rule is None or (action := rule.action(cs.score)) is Action.RELEASE:
+            continue
+        nl, en = _TEXT_MESSAGES[cat]
         reason = Reason(
-            code=f"text_{cs.category.value}",
-            category=cs.category,
+            code=f"text_{cat.value}",
+            category=cat,
             score=round(cs.score, 4),
             spans=cs.spans,
             message_nl=nl,
             message_en=en,
         )
         out.append((action, reason))
+    return out
+
+
+def _privacy_reasons(
+    ctx: PostContext, findings: tuple[PrivacyFinding, ...], policy: SchoolPolicy
+) -> list[tuple[Action, Reason]]:
+    action = policy.privacy_actions.get(ctx.channel, Action.HOLD)
+    if action is Action.RELEASE or not findings:
+        return []
+    out: list[tuple[Action, Reason]] = []
+    for kind in dict.fromkeys(f.kind for f in findings):
+        what_nl, what_en = _PRIVACY_WHAT[kind]
+        spans = tuple(f.span for f in findings if f.kind is kind)
+        out.append(
+            (
+                action,
+                Reason(
+                    code=f"privacy_{kind.value}",
+                    spans=spans,
+                    message_nl=f"Je bericht bevat {what_nl}. Persoonlijke zaken bespreek je "
+                    "niet in de groep maar via het kindgesprek met de leerkracht.",
+                    message_en=f"Your message contains {what_en}. Personal matters belong "
+                    "in the private conversation with the teacher, not in the group.",
+                ),
+            )
+        )
     return out
 
 
@@ -192,6 +391,22 @@ def _attachment_decisions(ctx: PostContext, results: CheckResults) -> list[Attac
     ]
 
 
+def _notices(ctx: PostContext, results: CheckResults, policy: SchoolPolicy) -> list[Notice]:
+    """Reminders for parents; a teacher's "Sem is ziek, beterschap!" needs none."""
+    if ctx.author_role is not AuthorRole.PARENT:
+        return []
+    kinds = {n.kind for n in results.notices}
+    notices = []
+    if NoticeKind.SICK_REPORT in kinds:
+        notices.append(NOTICE_SICK)
+    if NoticeKind.URGENT in kinds:
+        notices.append(NOTICE_URGENT)
+    writes_to_teacher = ctx.channel in (ChannelType.KINDGESPREK, ChannelType.GROUP)
+    if writes_to_teacher and not policy.school_hours.is_open(ctx.posted_at):
+        notices.append(_outside_hours_notice(policy.school_hours, ctx.posted_at))
+    return notices
+
+
 def decide(ctx: PostContext, results: CheckResults, policy: SchoolPolicy) -> Decision:
     """The automatic decision for one post. Pure: same inputs, same decision."""
     actions: list[tuple[Action, Reason]] = []
@@ -199,16 +414,17 @@ def decide(ctx: PostContext, results: CheckResults, policy: SchoolPolicy) -> Dec
         if results.text_failed or results.text is None:
             actions.append((Action.HOLD, SCORING_FAILED))
         else:
-            actions.extend(_text_reasons(results.text, policy))
+            actions.extend(_text_reasons(ctx, results.text, policy))
+            actions.extend(_privacy_reasons(ctx, results.privacy, policy))
     attachments = _attachment_decisions(ctx, results)
     for att in attachments:
-        for reason in att.reasons:
-            actions.append((att.action, reason))
+        actions.extend((att.action, reason) for reason in att.reasons)
+    notices = tuple(_notices(ctx, results, policy))
     if not actions:
-        return Decision(Action.RELEASE, (), tuple(attachments), policy.version)
+        return Decision(Action.RELEASE, (), tuple(attachments), notices, policy.version)
     action = max((a for a, _ in actions), key=SEVERITY.__getitem__)
     reasons: list[Reason] = []
     for _, reason in sorted(actions, key=lambda ar: -SEVERITY[ar[0]]):
         if reason not in reasons:
             reasons.append(reason)
-    return Decision(action, tuple(reasons), tuple(attachments), policy.version)
+    return Decision(action, tuple(reasons), tuple(attachments), notices, policy.version)

@@ -88,12 +88,21 @@ class AttachmentDecisionPublic(BaseModel):
     reasons: list[ReasonPublic]
 
 
+class NoticePublic(BaseModel):
+    """A reminder for the author (sick reports, urgent matters, school hours)."""
+
+    code: str
+    message_nl: str
+    message_en: str
+
+
 class DecisionPublic(BaseModel):
     """The automatic or latest human decision on a post."""
 
     action: str
     reasons: list[ReasonPublic]
     attachments: list[AttachmentDecisionPublic]
+    notices: list[NoticePublic]
     decided_by: str
     decided_at: str
 

@@ -21,7 +21,7 @@ import pytest
 import redis
 
 from moderation.config import get_settings
-from moderation.storage.db import session_scope
+from moderation.storage.db import dispose_engine, session_scope
 from moderation.storage.migrate import upgrade
 from moderation.storage.schools import create_school
 
@@ -38,18 +38,17 @@ def pg_url() -> Iterator[str]:
     url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
     upgrade(url)
     yield url
-    from moderation.storage.db import get_engine
-
-    get_engine(url).dispose()
+    dispose_engine(url)
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
+def sqlite_url(tmp_path: Path) -> Iterator[str]:
     url = f"sqlite:///{tmp_path / 'moderation.sqlite'}"
     upgrade(url)
-    return url
+    yield url
+    dispose_engine(url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -8,17 +8,29 @@ whichever of the text and media checks finishes last sees both results and decid
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
+from models.text.notices import find_notices
+from models.text.privacy import find_privacy
 from moderation.config import Settings
-from moderation.domain import PostStatus, TextScore
+from moderation.domain import (
+    NoticeFinding,
+    NoticeKind,
+    PostStatus,
+    PrivacyFinding,
+    PrivacyKind,
+    TextScore,
+    TextScorer,
+)
 from moderation.media import ImageLimits, MediaError, sanitize_image
-from moderation.policy import DEFAULT_POLICY, AttachmentFinding, CheckResults, decide
+from moderation.policy import AttachmentFinding, CheckResults, SchoolPolicy, decide
 from moderation.queue import enqueuer_for
 from moderation.storage.callbacks import stale_callbacks, touch_callback
 from moderation.storage.db import session_scope
+from moderation.storage.policies import current_policy
 from moderation.storage.posts import (
     MEDIA_CHECK,
     TEXT_CHECK,
@@ -30,28 +42,61 @@ from moderation.storage.posts import (
     stale_pending_posts,
     store_auto_decision,
 )
-from moderation.storage.tables import Attachment, Post
+from moderation.storage.roster import student_names
+from moderation.storage.tables import Attachment, Post, Score
 from workers.scorers import text_scorer
 
 log = logging.getLogger(__name__)
 
 
-def _open_post(settings: Settings, post_pk: int, check: str) -> str | None:
-    """The post's text if ``check`` still has to run on it, else None."""
+def _open_post(settings: Settings, post_pk: int, check: str) -> Post | None:
+    """The post if ``check`` still has to run on it, else None."""
     with session_scope(settings.database_url) as session:
         post = session.get(Post, post_pk)
         if post is None or post.status != PostStatus.PENDING.value:
             return None
         if check in checks_of(session=session, post_pk=post_pk):
             return None
-        return post.text
+        return post
+
+
+def analyse_text(
+    text: str, *, scorer: TextScorer, policy: SchoolPolicy, names: Sequence[str]
+) -> dict[str, Any]:
+    """Everything the text check finds, as the JSON stored in the check's row."""
+    score = scorer.score([text])[0]
+    privacy = find_privacy(text, allowed_numbers=policy.school_phone_numbers, student_names=names)
+    return {
+        "score": score.to_json(),
+        "privacy": [{"kind": f.kind.value, "span": list(f.span)} for f in privacy],
+        "notices": [{"kind": n.kind.value, "span": list(n.span)} for n in find_notices(text)],
+    }
+
+
+def text_results(result: dict[str, Any]) -> CheckResults:
+    """The stored text check's JSON back as the policy's input."""
+    return CheckResults(
+        text=TextScore.from_json(result["score"]),
+        privacy=tuple(
+            PrivacyFinding(PrivacyKind(p["kind"]), (p["span"][0], p["span"][1]))
+            for p in result["privacy"]
+        ),
+        notices=tuple(
+            NoticeFinding(NoticeKind(n["kind"]), (n["span"][0], n["span"][1]))
+            for n in result["notices"]
+        ),
+    )
 
 
 def run_text_check(settings: Settings, post_pk: int) -> None:
-    text = _open_post(settings, post_pk, TEXT_CHECK)
-    if text is not None:
+    """Score the text, and look for personal details and things to remind the author of."""
+    post = _open_post(settings, post_pk, TEXT_CHECK)
+    if post is not None:
         scorer = text_scorer(settings)
-        score = scorer.score([text])[0]
+        with session_scope(settings.database_url) as session:
+            policy = current_policy(session=session, school_id=post.school_id)
+            names = student_names(session=session, school_id=post.school_id)
+        result = analyse_text(post.text, scorer=scorer, policy=policy, names=names)
         with session_scope(settings.database_url) as session:
             record_check(
                 session=session,
@@ -59,7 +104,7 @@ def run_text_check(settings: Settings, post_pk: int) -> None:
                 check_name=TEXT_CHECK,
                 scorer=scorer.name,
                 ok=True,
-                result=score.to_json(),
+                result=result,
             )
     decide_if_ready(settings, post_pk)
 
@@ -112,17 +157,18 @@ def record_failure(settings: Settings, post_pk: int, check: str, error: str) -> 
     decide_if_ready(settings, post_pk)
 
 
-def _results(checks: dict[str, Any]) -> CheckResults:
+def _results(checks: dict[str, Score]) -> CheckResults:
     text = checks.get(TEXT_CHECK)
     media = checks.get(MEDIA_CHECK)
+    base = text_results(text.result) if text is not None and text.ok else CheckResults()
     findings: tuple[AttachmentFinding, ...] = ()
     if media is not None and media.ok:
         findings = tuple(
             AttachmentFinding(f["attachment_id"], f["code"], f.get("detail", ""))
             for f in media.result["findings"]
         )
-    return CheckResults(
-        text=TextScore.from_json(text.result) if text is not None and text.ok else None,
+    return replace(
+        base,
         text_failed=text is not None and not text.ok,
         media_findings=findings,
         media_failed=media is not None and not media.ok,
@@ -139,7 +185,8 @@ def decide_if_ready(settings: Settings, post_pk: int) -> None:
         checks = checks_of(session=session, post_pk=post_pk)
         if not needed_checks(post) <= checks.keys():
             return
-        decision = decide(post_context(post), _results(checks), DEFAULT_POLICY)
+        policy = current_policy(session=session, school_id=post.school_id)
+        decision = decide(post_context(post), _results(checks), policy)
         callback_pk = store_auto_decision(session=session, post=post, decision=decision)
     if callback_pk is not None:
         enqueuer_for(settings).callback(callback_pk)

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from moderation.api import errors
 from moderation.api.limits import BodySizeLimit
-from moderation.api.routes import posts, roster
+from moderation.api.routes import policy, posts, roster
 from moderation.config import get_settings
 
 
@@ -26,6 +26,7 @@ def create_app() -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.include_router(posts.router)
     app.include_router(roster.router)
+    app.include_router(policy.router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness")
     def healthz() -> dict[str, str]:

@@ -36,6 +36,7 @@ from moderation.policy import PostContext
 from moderation.schemas import (
     AttachmentDecisionPublic,
     DecisionPublic,
+    NoticePublic,
     PostCreate,
     PostPublic,
     ReasonPublic,
@@ -250,6 +251,7 @@ def post_context(post: Post) -> PostContext:
         channel=ChannelType(post.channel_type),
         author_role=AuthorRole(post.author_role),
         has_text=bool(post.text.strip()),
+        posted_at=as_utc(post.created_at),
         attachment_ids=tuple(a.external_id for a in post.attachments),
     )
 
@@ -327,6 +329,10 @@ def store_auto_decision(*, session: Session, post: Post, decision: PolicyDecisio
                 }
                 for a in decision.attachments
             ],
+            "notices": [
+                {"code": n.code, "message_nl": n.message_nl, "message_en": n.message_en}
+                for n in decision.notices
+            ],
             "decided_by": "auto",
             "policy_version": decision.policy_version,
             "created_at": now,
@@ -396,6 +402,7 @@ def post_public(*, session: Session, post: Post) -> PostPublic:
                 )
                 for a in decision.attachments
             ],
+            notices=[NoticePublic(**n) for n in decision.notices],
             decided_by=decision.decided_by,
             decided_at=as_utc(decision.created_at).isoformat(),
         ),

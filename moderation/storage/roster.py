@@ -53,6 +53,11 @@ def get_student(*, session: Session, school_id: str, student_id: str) -> Student
     return _require(session, Student, school_id, student_id, "unknown_student")
 
 
+def student_names(*, session: Session, school_id: str) -> list[str]:
+    """Every pupil's name in the school, for spotting personal details about a child."""
+    return list(session.scalars(select(Student.name).where(Student.school_id == school_id)))
+
+
 def find_students(*, session: Session, school_id: str, student_ids: Iterable[str]) -> list[Student]:
     """All the named students, or InvalidInput naming those that are not known."""
     wanted = list(dict.fromkeys(student_ids))

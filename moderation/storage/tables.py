@@ -9,6 +9,7 @@ updated or deleted; a flag is closed, never deleted.
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -43,6 +45,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)  # 256 bits
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
@@ -56,6 +62,10 @@ class School(Base):
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
     webhook_secret: Mapped[str] = mapped_column(String(128))  # signs decision callbacks
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # signs the platform's sign-in tokens for the review page (HS256); see docs/review.md
+    review_secret: Mapped[str] = mapped_column(String(128), default=new_secret)
+    # open flags waiting longer are escalated to the admins
+    escalate_after_min: Mapped[int] = mapped_column(Integer, default=510)  # school minutes
 
 
 class Group(Base):
@@ -223,6 +233,7 @@ class Decision(Base):
     action: Mapped[str] = mapped_column(String(16))
     reasons: Mapped[list[dict[str, Any]]] = mapped_column(Json)
     attachments: Mapped[list[dict[str, Any]]] = mapped_column(Json)
+    notices: Mapped[list[dict[str, Any]]] = mapped_column(Json, default=list)
     decided_by: Mapped[str] = mapped_column(String(128))  # "auto" or a staff id
     policy_version: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -232,7 +243,17 @@ class Flag(Base):
     """An item in the teacher's flag queue; closed, never deleted."""
 
     __tablename__ = "flags"
-    __table_args__ = (Index("ix_flags_school_status", "school_id", "status"),)
+    __table_args__ = (
+        Index("ix_flags_school_status", "school_id", "status"),
+        # at most one open flag per post: a second report joins the open flag
+        Index(
+            "ux_flags_open_post",
+            "post_pk",
+            unique=True,
+            sqlite_where=text("status = 'open'"),
+            postgresql_where=text("status = 'open'"),
+        ),
+    )
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True)
     school_id: Mapped[str] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
@@ -242,6 +263,10 @@ class Flag(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_by: Mapped[str | None] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16), default="hold")  # hold | report | appeal
+    detail: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)  # reports, appeal text
+    escalated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    escalation: Mapped[str | None] = mapped_column(String(16))  # overdue | threat
 
 
 class AuditEvent(Base):
@@ -277,3 +302,41 @@ class Callback(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SchoolPolicyVersion(Base):
+    """A school's policy document; versions are appended, the highest one is in force."""
+
+    __tablename__ = "school_policies"
+    __table_args__ = (UniqueConstraint("school_id", "version"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    school_id: Mapped[str] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    document: Mapped[dict[str, Any]] = mapped_column(Json)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ReviewSession(Base):
+    """A reviewer's signed-in browser: the cookie holds a random token, this row its hash.
+
+    Groups are the sign-in token's groups intersected with the roster's at sign-in; every
+    request intersects them with the roster again, so a roster change takes effect at once.
+    """
+
+    __tablename__ = "review_sessions"
+    __table_args__ = (UniqueConstraint("school_id", "jti"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # hex SHA-256 of cookie
+    school_id: Mapped[str] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    staff_pk: Mapped[int] = mapped_column(ForeignKey("staff.pk", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16))  # teacher | staff | admin
+    group_ids: Mapped[list[str]] = mapped_column(Json)  # external group ids
+    name: Mapped[str] = mapped_column(String(200))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    lang: Mapped[str] = mapped_column(String(2), default="nl")
+    jti: Mapped[str | None] = mapped_column(String(128))  # a sign-in token is used once
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -242,3 +242,20 @@ def test_base64_with_whitespace_is_rejected_precisely(api):
     body = post_body(attachments=[{"id": "a", "content_type": "image/jpeg", "data": data + "!"}])
     r = client.post("/v1/posts", json=body, headers=auth(key))
     assert r.json()["error"]["code"] == "invalid_base64"
+
+
+def test_policy_is_versioned_per_school(api):
+    client, key_a, key_b = api
+    r = client.get("/v1/policy", headers=auth(key_a)).json()
+    assert r["version"] == 0
+    assert r["document"]["categories"]["threat"][0]["hold_at"] == 0.4
+    new = {"categories": {"insult": [{"hold_at": 0.7, "reject_at": 0.9}]}, "retention_days": 60}
+    r = client.put("/v1/policy?actor=mw-1", json=new, headers=auth(key_a))
+    assert r.status_code == 200, r.text
+    assert r.json()["version"] == 1
+    bad = {"categories": {"insult": [{"hold_at": 2}]}}
+    r = client.put("/v1/policy", json=bad, headers=auth(key_a))
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_policy")
+    assert r.json()["error"]["details"]["fields"][0]["field"] == "categories.insult.0.hold_at"
+    assert client.get("/v1/policy", headers=auth(key_a)).json()["document"]["retention_days"] == 60
+    assert client.get("/v1/policy", headers=auth(key_b)).json()["version"] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,49 @@ def test_comma_separated_export_is_read_too():
 def test_migrations_go_down_and_up_again(sqlite_url: str):
     downgrade(sqlite_url, "base")
     upgrade(sqlite_url)
+
+
+PROPOSED = """categories:
+  insult:
+    - {hold_at: 0.3, reject_at: 0.5}
+privacy_actions: {group: release}
+"""
+
+
+def test_policy_set_show_and_dry_run(configure: Configure, tmp_path: Path):
+    configure(text_scorer="lexicon")
+    runner = CliRunner()
+    assert runner.invoke(app, ["admin", "create-school", "--id", "s", "--name", "S"]).exit_code == 0
+    shown = runner.invoke(app, ["policy", "show", "--school", "s"])
+    assert shown.exit_code == 0 and "policy version 0" in shown.output
+    house = tmp_path / "house.yaml"
+    house.write_text(shown.output, encoding="utf-8")
+    assert runner.invoke(app, ["policy", "set", "--school", "s", str(house)]).exit_code == 0
+
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text(
+        "\n".join(
+            json.dumps(p)
+            for p in [
+                {"text": "Wat een kutjuf", "channel": "group", "author_role": "parent"},
+                {"text": "Bel me op 06-12345678", "channel": "group"},
+                {"text": "Fijne vakantie allemaal!", "channel": "group"},
+            ]
+        ),
+        encoding="utf-8",
+    )
+    proposed = write(tmp_path, "proposed.yaml", PROPOSED)
+    result = runner.invoke(
+        app, ["policy", "test", "--school", "s", "--policy", str(proposed), str(posts), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.output)
+    assert counts["current"] == {"release": 1, "hold": 1, "reject": 1}
+    assert counts["proposed"]["release"] == 2
+    assert counts["changes"]["hold -> release"] == 1
+
+    bad = write(tmp_path, "bad.yaml", "retention_days: -1\n")
+    result = runner.invoke(app, ["policy", "set", "--school", "s", str(bad)])
+    assert result.exit_code == 2 and "retention_days" in result.output
+    shown = runner.invoke(app, ["policy", "show", "--school", "s"])
+    assert "policy version 1" in shown.output
