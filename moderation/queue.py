@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from celery import Celery
@@ -137,7 +137,7 @@ class Enqueuer:
         return self._send(DELIVER_CALLBACK, callback_pk)
 
 
-@lru_cache(maxsize=None)  # one per broker; never evicted, so no connection is orphaned
+@cache  # one per broker; never evicted, so no connection is orphaned
 def _enqueuer(broker_url: str, settings_json: str) -> Enqueuer:
     return Enqueuer(make_celery(Settings.model_validate_json(settings_json)))
 
