@@ -87,6 +87,10 @@ def worker(
     celery_app.worker_main(_worker_argv(queues, concurrency, pool, beat))
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Listen address")] = None,
@@ -104,6 +108,9 @@ def serve(
     settings = get_settings()
     if run_migrations:
         migrate()
+    # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so
+    # the ``finally`` below still stops the embedded worker
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     child = None
     if embedded_worker and settings.embedded_worker:
         cmd = [sys.executable, "-m", "moderation.cli", "worker", "--pool", "solo", "--beat"]
@@ -148,11 +155,13 @@ def create_school(
                 webhook_url=webhook_url,
             )
             secret = new.school.webhook_secret
+            review_secret = new.school.review_secret
     except ModerationError as exc:
         _fail(exc.message)
     typer.echo(f"school {school_id} created")
     typer.echo(f"API key (shown once, store it now): {new.api_key}")
     typer.echo(f"webhook secret (verifies our callbacks): {secret}")
+    typer.echo(f"review secret (signs the review page's sign-in tokens): {review_secret}")
 
 
 @admin.command("import-roster")
@@ -285,6 +294,85 @@ def policy_test(
         )
     for move, n in sorted(counts["changes"].items()):
         typer.echo(f"  {move}: {n}")
+
+
+@admin.command("review-link")
+def review_link(
+    school: Annotated[str, typer.Option(help="The school's id")],
+    user: Annotated[str, typer.Option(help="The staff member's id, as in the roster")],
+    ttl: Annotated[int, typer.Option(help="Seconds the link stays valid")] = 600,
+) -> None:
+    """Print a sign-in link to the review page for one staff member (local use).
+
+    It signs what the platform would: a short-lived token under the school's review
+    secret, with the staff member's role and groups from the roster."""
+    from urllib.parse import urlsplit
+
+    from moderation.review.tokens import sign_review_token
+    from moderation.storage.db import session_scope
+    from moderation.storage.review import get_staff
+    from moderation.storage.schools import get_school
+
+    settings = get_settings()
+    try:
+        with session_scope(settings.database_url) as session:
+            secret = get_school(session=session, school_id=school).review_secret
+            staff = get_staff(session=session, school_id=school, staff_id=user)
+            token = sign_review_token(
+                secret=secret,
+                school_id=school,
+                staff_id=staff.external_id,
+                role=staff.role,
+                groups=[g.external_id for g in staff.groups],
+                name=staff.name,
+                ttl_s=max(1, min(ttl, settings.review_token_max_ttl_s)),
+            )
+    except ModerationError as exc:
+        _fail(exc.message)
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    base = (settings.review_base_url or f"http://{host}:{settings.port}").rstrip("/")
+    typer.echo(f"{base}/review/login?token={token}")
+    loopback = urlsplit(base).hostname in ("127.0.0.1", "localhost", "::1")
+    if base.startswith("http://") and not loopback and settings.review_cookie_secure:
+        typer.echo(
+            "note: browsers refuse the Secure session cookie over plain http except on "
+            "localhost; set MODERATION_REVIEW_COOKIE_SECURE=false for such a test set-up",
+            err=True,
+        )
+
+
+@admin.command("audit-export")
+def audit_export(
+    school: Annotated[str, typer.Option(help="The school's id")],
+    start: Annotated[str, typer.Option("--from", help="First day, YYYY-MM-DD")],
+    end: Annotated[str, typer.Option("--to", help="Last day (included), YYYY-MM-DD")],
+    out: Annotated[Path | None, typer.Option(help="Write here instead of stdout")] = None,
+) -> None:
+    """Export the school's audit trail for a period as CSV (for the privacy officer)."""
+    from moderation.storage.audit import csv_lines, iter_audit, parse_period
+    from moderation.storage.db import session_scope
+    from moderation.storage.schools import get_school
+
+    settings = get_settings()
+    try:
+        lo, hi = parse_period(start, end)
+        with session_scope(settings.database_url) as session:
+            get_school(session=session, school_id=school)
+            rows = iter_audit(session=session, school_id=school, start=lo, end=hi)
+            if out is None:
+                for line in csv_lines(rows):
+                    sys.stdout.write(line)
+            else:
+                with out.open("w", encoding="utf-8", newline="") as handle:
+                    count = -1  # the header
+                    for line in csv_lines(rows):
+                        handle.write(line)
+                        count += 1
+                typer.echo(f"wrote {count} audit events to {out}", err=True)
+    except ModerationError as exc:
+        _fail(exc.message)
+    except OSError as exc:
+        _fail(str(exc))
 
 
 def main() -> None:

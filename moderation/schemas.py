@@ -86,6 +86,7 @@ class AttachmentDecisionPublic(BaseModel):
     id: str
     action: str
     reasons: list[ReasonPublic]
+    blur: bool = False  # release a copy with non-consenting children blurred
 
 
 class NoticePublic(BaseModel):

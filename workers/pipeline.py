@@ -42,6 +42,8 @@ from moderation.storage.posts import (
     stale_pending_posts,
     store_auto_decision,
 )
+from moderation.storage.review import escalate_due
+from moderation.storage.review_sessions import purge_sessions
 from moderation.storage.roster import student_names
 from moderation.storage.tables import Attachment, Post, Score
 from workers.scorers import text_scorer
@@ -211,6 +213,8 @@ def sweep(settings: Settings) -> SweepReport:
             )
         ]
         counts = {pk: mark_enqueued(session=session, post_pk=pk) for pk, _ in stale}
+        escalate_due(session)  # flags waiting past the school's limit, and threats
+        purge_sessions(session=session)  # expired review-page sign-ins
         lost_callbacks = [cb.pk for cb in stale_callbacks(session=session)]
         for cb_pk in lost_callbacks:
             touch_callback(session=session, callback_pk=cb_pk)

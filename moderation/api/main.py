@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from moderation.api import errors
 from moderation.api.limits import BodySizeLimit
-from moderation.api.routes import policy, posts, roster
+from moderation.api.routes import policy, posts, review, review_web, roster
 from moderation.config import get_settings
 
 
@@ -27,6 +27,8 @@ def create_app() -> FastAPI:
     app.include_router(posts.router)
     app.include_router(roster.router)
     app.include_router(policy.router)
+    app.include_router(review.router)
+    app.include_router(review_web.router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness")
     def healthz() -> dict[str, str]:

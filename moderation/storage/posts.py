@@ -399,6 +399,7 @@ def post_public(*, session: Session, post: Post) -> PostPublic:
                     id=a["id"],
                     action=a["action"],
                     reasons=[_reason_public(r) for r in a["reasons"]],
+                    blur=bool(a.get("blur", False)),
                 )
                 for a in decision.attachments
             ],

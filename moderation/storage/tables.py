@@ -64,8 +64,6 @@ class School(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # signs the platform's sign-in tokens for the review page (HS256); see docs/review.md
     review_secret: Mapped[str] = mapped_column(String(128), default=new_secret)
-    # open flags waiting longer are escalated to the admins
-    escalate_after_min: Mapped[int] = mapped_column(Integer, default=510)  # school minutes
 
 
 class Group(Base):

@@ -98,3 +98,37 @@ def test_embedded_service_decides_posts_over_http(served: tuple[str, str]):
         )
         assert (bad.status_code, bad.json()["error"]["code"]) == (400, "malformed_json")
         assert client.get("/v1/posts/nl-2").json()["status"] == swearing["status"]
+
+
+def test_stopping_serve_stops_its_worker(tmp_path: Path):
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MODERATION_DATABASE_URL", "MODERATION_BROKER_URL")
+    }
+    env["MODERATION_DATA_DIR"] = str(tmp_path / "var")
+    port = free_port()
+    log = (tmp_path / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moderation.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until(
+            lambda: b"ready." in (tmp_path / "serve.log").read_bytes(),
+            timeout_s=60,
+            what="the embedded worker",
+        )
+        text = (tmp_path / "serve.log").read_text()
+        worker_pid = int(text.split("worker started (pid ")[1].split(")")[0])
+        proc.terminate()
+        proc.wait(timeout=40)
+    finally:
+        log.close()
+    wait_until(
+        lambda: not Path(f"/proc/{worker_pid}").exists(),
+        timeout_s=30,
+        what="the worker to stop with serve",
+    )

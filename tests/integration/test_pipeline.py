@@ -161,7 +161,9 @@ def test_photos_are_checked_and_released_without_metadata(stack: Stack, start_wo
     body = post_body("p-photo", "Kijk eens!", attachments=[attachment("a1")])
     result = stack.submit(body, wait=10)
     assert result["status"] == "released"
-    assert result["decision"]["attachments"] == [{"id": "a1", "action": "release", "reasons": []}]
+    assert result["decision"]["attachments"] == [
+        {"id": "a1", "action": "release", "reasons": [], "blur": False}
+    ]
 
 
 def test_scoring_failure_after_retries_holds_the_post(stack: Stack, start_worker):

@@ -5,8 +5,6 @@ Revises: 0001
 
 - ``schools.review_secret``: signs the platform's sign-in tokens for the review page;
   existing schools get a fresh random secret here.
-- ``schools.escalate_after_min``: open flags waiting longer (in school minutes) go to
-  the admins; 510 is one school day (8:00-16:30).
 - ``flags.kind`` (hold | report | appeal), ``flags.detail`` (reports, appeal text),
   ``flags.escalated_at`` and ``flags.escalation`` (overdue | threat), and a partial
   unique index: at most one open flag per post.
@@ -31,11 +29,6 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("schools") as batch:
         batch.add_column(sa.Column("review_secret", sa.String(length=128), nullable=True))
-        batch.add_column(
-            sa.Column(
-                "escalate_after_min", sa.Integer(), nullable=False, server_default=sa.text("510")
-            )
-        )
     schools = sa.table("schools", sa.column("id", sa.String), sa.column("review_secret", sa.String))
     conn = op.get_bind()
     for (school_id,) in conn.execute(sa.select(schools.c.id)).all():
@@ -105,5 +98,4 @@ def downgrade() -> None:
         batch.drop_column("detail")
         batch.drop_column("kind")
     with op.batch_alter_table("schools") as batch:
-        batch.drop_column("escalate_after_min")
         batch.drop_column("review_secret")
