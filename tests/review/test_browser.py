@@ -37,10 +37,7 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PHONE = {"width": 390, "height": 844}
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (scripts/browser)"),
-]
+pytestmark = pytest.mark.slow  # needs Debian's chromium: scripts/browser installs it
 
 
 class LiveServer:

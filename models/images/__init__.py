@@ -1,0 +1,1 @@
+"""Image scorers: face detection and face embeddings for the consent check."""
