@@ -14,11 +14,15 @@ def _text_scorer(kind: str, fake_delay_s: float) -> TextScorer:
         from models.text.fake import FakeTextScorer
 
         return FakeTextScorer(delay_s=fake_delay_s)
+    if kind == "model":
+        from models.text.classifier import TextClassifier
+
+        return TextClassifier()
     if kind == "lexicon":
         from models.text.lexicon import LexiconScorer
 
         return LexiconScorer()
-    raise ValueError(f"unknown text scorer {kind!r}; choose lexicon or fake")
+    raise ValueError(f"unknown text scorer {kind!r}; choose model, lexicon or fake")
 
 
 def text_scorer(settings: Settings) -> TextScorer:

