@@ -37,9 +37,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.sql.elements import ColumnElement
 
 from moderation.domain import ACTION_TO_STATUS, Action, PostStatus
 from moderation.errors import Conflict, InvalidInput, ModerationError, NotFound
@@ -209,6 +210,22 @@ def eligible_reviewer_ids(*, session: Session, school_id: str, group_pk: int | N
     return ids
 
 
+def handles_escalations(session: Session, reviewer: Reviewer) -> bool:
+    """Whether the reviewer's role is one of the policy's escalation roles (besides admin,
+    for example the care coordinator): they see and decide escalated items school-wide."""
+    roles = current_policy(session=session, school_id=reviewer.school_id).escalation_roles
+    return reviewer.role in roles
+
+
+def _may_review(session: Session, reviewer: Reviewer, post: Post) -> bool:
+    if reviewer.can_review(post.group_pk):
+        return True
+    if not handles_escalations(session, reviewer):
+        return False
+    flag = _open_flag(session, post.pk)
+    return flag is not None and flag.escalated_at is not None
+
+
 def scoped_post(
     *, session: Session, reviewer: Reviewer, post_id: str | None = None, post_pk: int | None = None
 ) -> Post:
@@ -221,7 +238,7 @@ def scoped_post(
     else:
         raise ValueError("scoped_post needs post_id or post_pk")
     post = session.scalars(query).first()
-    if post is None or not reviewer.can_review(post.group_pk):
+    if post is None or not _may_review(session, reviewer, post):
         shown = post_id if post_id is not None else str(post_pk)
         raise NotFound(f"post {shown!r} is not known", code="unknown_post")
     return post
@@ -231,7 +248,7 @@ def scoped_attachment(*, session: Session, reviewer: Reviewer, attachment_pk: in
     attachment = session.get(Attachment, attachment_pk)
     if attachment is not None:
         post = attachment.post
-        if post.school_id == reviewer.school_id and reviewer.can_review(post.group_pk):
+        if post.school_id == reviewer.school_id and _may_review(session, reviewer, post):
             return attachment
     raise NotFound("attachment is not known", code="unknown_attachment")
 
@@ -843,7 +860,10 @@ def list_queue(
         .order_by(Flag.created_at, Flag.pk)
     )
     if not reviewer.is_admin:
-        query = query.where(Post.group_pk.in_(sorted(reviewer.group_pks)))
+        own: ColumnElement[bool] = Post.group_pk.in_(sorted(reviewer.group_pks))
+        if handles_escalations(session, reviewer):
+            own = or_(own, Flag.escalated_at.is_not(None))
+        query = query.where(own)
     if filters.group_id:
         query = query.join(Group, Group.pk == Post.group_pk).where(
             Group.external_id == filters.group_id

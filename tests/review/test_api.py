@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from moderation.domain import Action, Category
 from moderation.storage.db import session_scope
+from moderation.storage.review import escalate_due
 from moderation.storage.tables import Callback, Post
 from tests.helpers import post_body
 from tests.review.conftest import Env, seed_post
@@ -207,3 +208,31 @@ def test_openapi_lists_the_review_api_but_not_the_pages(env: Env):
     ):
         assert path in paths
     assert not [p for p in paths if p.startswith("/review")]
+
+
+def test_escalated_items_go_to_the_policys_escalation_roles(env: Env):
+    """A care coordinator (role staff, no group) handles escalations once the school's
+    policy names the role; before that, and for items not escalated, they see nothing."""
+    r = env.client.put(
+        "/v1/staff", json={"id": "ib-1", "name": "IB'er Ine", "role": "staff"}, headers=env.auth()
+    )
+    assert r.status_code == 200, r.text
+    seed_post(
+        env.url,
+        "school-a",
+        "threat-1",
+        "Pas maar op, ik weet waar je woont",
+        word="ik weet waar je woont",
+        category=Category.THREAT,
+        score=0.9,
+    )
+    seed_post(env.url, "school-a", "plain-1")
+    with session_scope(env.url) as session:
+        escalate_due(session)
+    assert queue_ids(env, "ib-1") == []  # the house policy escalates to admins only
+    policy = {"escalation": {"roles": ["admin", "staff"]}}
+    assert env.client.put("/v1/policy", json=policy, headers=env.auth()).status_code == 200
+    assert queue_ids(env, "ib-1") == ["threat-1"]
+    assert review(env, "plain-1", action="release", reviewer_id="ib-1").status_code == 404
+    r = review(env, "threat-1", action="reject", reviewer_id="ib-1", reason_code="tone")
+    assert r.status_code == 200, r.text
