@@ -380,6 +380,9 @@ def train_text(
     epochs: Annotated[int, typer.Option(help="Passes over the training split")] = 3,
     out: Annotated[Path | None, typer.Option(help="Where the weights go")] = None,
     limit: Annotated[int | None, typer.Option(help="Use only the first N examples")] = None,
+    adapters: Annotated[
+        bool, typer.Option(help="Fine-tune LoRA adapters (slow); --no-adapters: head only")
+    ] = True,
 ) -> None:
     """Train the text classifier's adapters, head and calibration (progress per epoch)."""
     from models.text.classifier import DEFAULT_WEIGHTS_DIR
@@ -389,6 +392,7 @@ def train_text(
         out_dir=out or DEFAULT_WEIGHTS_DIR,
         epochs=epochs,
         limit=limit,
+        adapters=adapters,
         progress=lambda m: typer.echo(m, err=True),
     )
     typer.echo(f"dev macro-F1 {report['dev_macro_f1']:.3f}; weights sha256 {report['sha256']}")

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     max_wait_s: float = 10.0  # ceiling for ?wait=
 
     # Pipeline
-    text_scorer: Literal["model", "lexicon", "fake"] = "lexicon"
+    text_scorer: Literal["model", "lexicon", "fake"] = "model"
     fake_scorer_delay_s: float = 0.0  # the fake scorer sleeps this long (tests only)
     task_max_retries: int = 3  # scoring tries before a post is held as scoring_failed
     pending_timeout_s: float = 120.0  # a pending post older than this is re-enqueued

@@ -35,15 +35,22 @@ CLAUSE = re.compile(r"[^.!?\n;]+[.!?\n;]*")
 
 
 class Head(nn.Module):
-    """Logits for the four categories from the pooled embedding and the lexicon scores."""
+    """Logits for the four categories from the pooled embedding and the lexicon scores.
+
+    The pooled embedding has unit length, so each of its dimensions is about
+    1/sqrt(hidden); it is scaled back to unit variance before the linear layer, or the
+    head would need huge weights to separate anything.
+    """
 
     def __init__(self, hidden: int) -> None:
         super().__init__()
+        self.scale = float(hidden) ** 0.5
         self.dropout = nn.Dropout(0.1)
         self.linear = nn.Linear(hidden + len(CATEGORIES), len(CATEGORIES))
 
     def forward(self, pooled: torch.Tensor, lexicon: torch.Tensor) -> torch.Tensor:
-        return self.linear(torch.cat([self.dropout(pooled), lexicon], dim=-1))  # type: ignore[no-any-return]
+        features = torch.cat([self.dropout(pooled * self.scale), lexicon], dim=-1)
+        return self.linear(features)  # type: ignore[no-any-return]
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
