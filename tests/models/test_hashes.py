@@ -9,16 +9,15 @@ tests need no data set.
 from __future__ import annotations
 
 import io
-import os
 import random
 import time
-from pathlib import Path
 
 import imagehash
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from models.images.bench_faces import load_shared_photo
 from models.images.hashes import (
     CROP_VARIANTS,
     MATCH_DISTANCE,
@@ -32,7 +31,6 @@ from models.images.hashes import (
     validate_hash_str,
 )
 
-FACES_DIR_ENV = "MODERATION_FACES_DIR"
 SHARED_PHOTOS = [
     "barack_obama/obama.jpg",
     "barack_obama/obama2.jpg",
@@ -40,19 +38,6 @@ SHARED_PHOTOS = [
     "joe_biden/biden.jpg",
     "eileen_collins/astronaut.jpg",
 ]
-
-
-def shared_faces_dir() -> Path:
-    env = os.environ.get(FACES_DIR_ENV)
-    folder = Path(env) if env else Path(__file__).resolve().parents[3] / "shared/data/faces"
-    if not (folder / "PROVENANCE.md").is_file():
-        raise FileNotFoundError(f"the shared face photos are not at {folder} (set {FACES_DIR_ENV})")
-    return folder
-
-
-def shared_photo(relative: str) -> Image.Image:
-    with Image.open(shared_faces_dir() / relative) as image:
-        return image.convert("RGB")
 
 
 def synthetic_photo(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
@@ -119,7 +104,7 @@ PHOTOS = [*SHARED_PHOTOS, *(f"synthetic-{seed}" for seed in range(5))]
 def load_photo(name: str) -> Image.Image:
     if name.startswith("synthetic-"):
         return synthetic_photo(int(name.removeprefix("synthetic-")))
-    return shared_photo(name)
+    return load_shared_photo(name)
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +146,7 @@ def test_different_photos_are_not_matched():
     """200 different photos (195 synthetic, 5 shared): no photo's pHash comes within
     MATCH_DISTANCE of another's stored hashes. (At distance 10 seeds 4 and 42 would.)"""
     photos = {f"synthetic-{seed}": synthetic_photo(seed) for seed in range(195)}
-    photos.update({name: shared_photo(name) for name in SHARED_PHOTOS})
+    photos.update({name: load_shared_photo(name) for name in SHARED_PHOTOS})
     assert len(photos) == 200
     index = HashIndex()
     queries = {}
@@ -181,7 +166,7 @@ def test_different_photos_are_not_matched():
 def test_phash_is_imagehash_phash_for_photos_up_to_1023_pixels():
     photo = synthetic_photo(7, size=(1000, 700))
     assert hash_to_str(phash(photo)) == str(imagehash.phash(photo))
-    large = shared_photo("barack_obama/obama3.jpg")  # 1434x2333: box-reduced first
+    large = load_shared_photo("barack_obama/obama3.jpg")  # 1434x2333: box-reduced first
     assert hamming(phash(large), int(str(imagehash.phash(large)), 16)) <= 4
 
 
@@ -208,7 +193,7 @@ def test_flat_and_graded_images_are_not_matchable():
         hashes = image_hashes(image)
         assert hashes.quality < QUALITY_THRESHOLD
         assert not hashes.matchable
-    for photo in [synthetic_photo(1), shared_photo("joe_biden/biden.jpg")]:
+    for photo in [synthetic_photo(1), load_shared_photo("joe_biden/biden.jpg")]:
         assert image_hashes(photo).quality >= 32
 
 

@@ -12,7 +12,6 @@ channel order and box mapping end to end.
 from __future__ import annotations
 
 import hashlib
-import os
 import socket
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from models.images.bench_faces import shared_faces_dir
 from models.images.nudity import (
     EXPOSED_LABELS,
     INPUT_SIZE,
@@ -38,7 +38,6 @@ from models.images.nudity import (
     packaged_model_path,
 )
 
-FACES_DIR_ENV = "MODERATION_FACES_DIR"
 SHARED_PHOTOS = [
     "barack_obama/obama.jpg",
     "barack_obama/obama2.jpg",
@@ -72,14 +71,6 @@ SKIMAGE_SAMPLES = [
     "rocket.jpg",
     "text.png",
 ]
-
-
-def shared_faces_dir() -> Path:
-    env = os.environ.get(FACES_DIR_ENV)
-    folder = Path(env) if env else Path(__file__).resolve().parents[3] / "shared/data/faces"
-    if not (folder / "PROVENANCE.md").is_file():
-        raise FileNotFoundError(f"the shared face photos are not at {folder} (set {FACES_DIR_ENV})")
-    return folder
 
 
 def open_rgb(path: Path) -> Image.Image:
