@@ -109,7 +109,7 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
-    def start(self, timeout_s: float = 60) -> WorkerProcess:
+    def start(self, timeout_s: float = 180) -> WorkerProcess:
         cmd = [
             sys.executable,
             "-m",

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import Task
+from celery.signals import worker_init
 
 from moderation.config import get_settings
 from moderation.queue import DELIVER_CALLBACK, SCORE_MEDIA, SCORE_TEXT, SWEEP
 from moderation.storage.posts import MEDIA_CHECK, TEXT_CHECK
 from workers import callbacks, pipeline
 from workers.app import app
+from workers.scorers import text_scorer
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,13 @@ def _retry_or_fail(task: Task[Any, Any], exc: Exception, post_pk: int, check: st
         raise task.retry(exc=exc, countdown=SCORING_RETRY.countdown(retries))
     log.error("%s on post %d failed after %d retries; holding it", check, post_pk, retries)
     pipeline.record_failure(get_settings(), post_pk, check, f"{type(exc).__name__}: {exc}")
+
+
+@worker_init.connect
+def _load_scorers(**_: object) -> None:
+    """Load the text model before the worker takes tasks (and before prefork children
+    fork, so they share it): "ready." then means ready to score."""
+    text_scorer(get_settings())
 
 
 @app.task(name=SCORE_TEXT, bind=True, max_retries=None)

@@ -60,6 +60,12 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str]]:
 
     try:
         wait_until(up, timeout_s=60, what="the API to come up")
+        # the worker loads the text model before it takes tasks, then says "ready."
+        wait_until(
+            lambda: b"ready." in (tmp_path / "serve.log").read_bytes(),
+            timeout_s=180,
+            what="the embedded worker",
+        )
         yield base, key
     finally:
         proc.terminate()
