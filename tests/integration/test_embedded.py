@@ -124,7 +124,7 @@ def test_stopping_serve_stops_its_worker(tmp_path: Path):
     try:
         wait_until(
             lambda: b"ready." in (tmp_path / "serve.log").read_bytes(),
-            timeout_s=60,
+            timeout_s=180,
             what="the embedded worker",
         )
         text = (tmp_path / "serve.log").read_text()
