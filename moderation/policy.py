@@ -19,7 +19,7 @@ kindgesprek. Failing closed: a check that could not run holds the post.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -74,16 +74,24 @@ class CategoryRule:
 
 @dataclass(frozen=True, slots=True)
 class SchoolHours:
-    """When teachers read messages (POLICY.md rule 7)."""
+    """When teachers read messages (POLICY.md rule 7), holidays left out.
+
+    ``holidays`` are closed periods, first and last day included (the school's own
+    calendar: autumn, Christmas, spring and summer holidays differ per region).
+    """
 
     days: frozenset[int] = frozenset({0, 1, 2, 3, 4})  # Monday = 0
     start: time = time(8, 0)
     end: time = time(16, 30)
     timezone: str = "Europe/Amsterdam"
+    holidays: tuple[tuple[date, date], ...] = ()
+
+    def is_school_day(self, day: date) -> bool:
+        return day.weekday() in self.days and not any(a <= day <= b for a, b in self.holidays)
 
     def is_open(self, moment: datetime) -> bool:
         local = moment.astimezone(ZoneInfo(self.timezone))
-        return local.weekday() in self.days and self.start <= local.time() < self.end
+        return self.is_school_day(local.date()) and self.start <= local.time() < self.end
 
     def next_opening(self, moment: datetime) -> datetime:
         """The next moment school opens after ``moment`` (``moment`` itself if open)."""
@@ -94,11 +102,32 @@ class SchoolHours:
         day = local.date()
         if local.time() >= self.start:
             day += timedelta(days=1)
-        for _ in range(8):
-            if day.weekday() in self.days:
+        for _ in range(400):  # a year of holidays at most
+            if self.is_school_day(day):
                 return datetime.combine(day, self.start, tzinfo=zone)
             day += timedelta(days=1)
-        raise ValueError("school hours name no day of the week")
+        raise ValueError("school hours name no open day in the coming year")
+
+    def minutes_between(self, start: datetime, end: datetime) -> float:
+        """Minutes of school time between two aware moments (0 if ``end`` is not later).
+
+        Counted on the school's clock, so daylight saving time is followed; this is how
+        long a held post has waited for a teacher who can read it (escalation).
+        """
+        if start.tzinfo is None or end.tzinfo is None:
+            raise ValueError("minutes_between needs timezone-aware datetimes")
+        zone = ZoneInfo(self.timezone)
+        total = timedelta()
+        day, last = start.astimezone(zone).date(), end.astimezone(zone).date()
+        while day <= last:
+            if self.is_school_day(day):
+                opens = datetime.combine(day, self.start, tzinfo=zone)
+                closes = datetime.combine(day, self.end, tzinfo=zone)
+                lo, hi = max(start, opens), min(end, closes)
+                if hi > lo:
+                    total += hi - lo
+            day += timedelta(days=1)
+        return total.total_seconds() / 60
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,12 @@ Example (the defaults, written out)::
     on_consent_match: blur
     privacy_actions: {group: hold, school: hold, kindgesprek: release}
     escalation: {roles: [admin], after_school_hours: 8.5}
-    school_hours: {days: [mon, tue, wed, thu, fri], start: "08:00", end: "16:30"}
+    school_hours:
+      days: [mon, tue, wed, thu, fri]
+      start: "08:00"
+      end: "16:30"
+      holidays:
+        - {name: kerstvakantie, start: 2026-12-19, end: 2027-01-03}
     retention_days: 30
     school_phone_numbers: ["0299-123456"]
 """
@@ -26,7 +31,7 @@ Example (the defaults, written out)::
 from __future__ import annotations
 
 import json
-from datetime import time
+from datetime import date, time
 from typing import Annotated, Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -72,11 +77,26 @@ class EscalationDoc(_Doc):
     after_school_hours: float = Field(default=DEFAULT_POLICY.escalation_after_hours, gt=0)
 
 
+class HolidayDoc(_Doc):
+    """A period the school is closed, first and last day included."""
+
+    name: str = Field(default="", max_length=100)
+    start: date
+    end: date
+
+    @model_validator(mode="after")
+    def _order(self) -> Self:
+        if self.end < self.start:
+            raise ValueError("a holiday must not end before it starts")
+        return self
+
+
 class SchoolHoursDoc(_Doc):
     days: list[str] = Field(default_factory=lambda: list(DAYS[:5]), min_length=1)
     start: time = DEFAULT_POLICY.school_hours.start
     end: time = DEFAULT_POLICY.school_hours.end
     timezone: str = DEFAULT_POLICY.school_hours.timezone
+    holidays: list[HolidayDoc] = Field(default_factory=list, max_length=100)
 
     @field_validator("days")
     @classmethod
@@ -148,6 +168,7 @@ class PolicyDocument(_Doc):
                 start=self.school_hours.start,
                 end=self.school_hours.end,
                 timezone=self.school_hours.timezone,
+                holidays=tuple((h.start, h.end) for h in self.school_hours.holidays),
             ),
             retention_days=self.retention_days,
             school_phone_numbers=tuple(self.school_phone_numbers),

@@ -1,6 +1,6 @@
 """The teacher's review queue: the pure parts and the page templates.
 
-``workhours`` (school-hours arithmetic for escalation), ``highlight`` (the triggering
+``highlight`` (the triggering
 spans of a post, safe to render), ``texts`` (Dutch and English strings, the rejection
 templates), ``tokens`` (the platform's sign-in JWT). None of these touches the
 database; the queue's storage is ``moderation.storage.review``, its routes

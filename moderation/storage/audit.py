@@ -19,14 +19,16 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from moderation.errors import InvalidInput
-from moderation.review.workhours import SCHOOL_TZ
 from moderation.storage.posts import as_utc
 from moderation.storage.tables import AuditEvent, Group, Post
+
+SCHOOL_TZ = ZoneInfo("Europe/Amsterdam")  # dates in a period and in the CSV are Dutch time
 
 COLUMNS = ("at_utc", "at_local", "actor", "action", "post_id", "channel", "group", "detail")
 MAX_PERIOD = timedelta(days=400)  # a bit over a school year per export

@@ -19,7 +19,8 @@ reviewer who rejected it may not decide the appeal while another eligible review
 admin, or a staff member of the post's group) exists.
 
 **Escalation**: :func:`escalate_due` marks open flags that waited longer than the
-school's limit in school minutes (``moderation.review.workhours``), and every threat, as
+school's limit in school time (``SchoolHours.minutes_between``: days, hours and
+holidays of the school's policy), and every threat, as
 escalated; admins see them with a badge.
 
 Errors raised (``moderation.errors``): NotFound ``unknown_post``, ``unknown_attachment``;
@@ -44,6 +45,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from moderation.domain import ACTION_TO_STATUS, Action, PostStatus
 from moderation.errors import Conflict, InvalidInput, ModerationError, NotFound
+from moderation.policy import SchoolPolicy
 from moderation.review.highlight import Segment, segments
 from moderation.review.texts import (
     REJECT_DEFAULT_EN,
@@ -52,7 +54,6 @@ from moderation.review.texts import (
     REPHRASE_NL,
     TEMPLATES_BY_CODE,
 )
-from moderation.review.workhours import is_overdue, working_minutes
 from moderation.schemas import PostPublic
 from moderation.storage.callbacks import queue_callback
 from moderation.storage.policies import current_policy
@@ -672,20 +673,19 @@ def _reason_codes_by_post(session: Session, post_pks: Iterable[int]) -> dict[int
 
 
 def due_escalation(
-    flag: Flag, reason_codes: set[str], limit_min: int, now: datetime
+    flag: Flag, reason_codes: set[str], policy: SchoolPolicy, now: datetime
 ) -> Escalation | None:
-    """Why this open flag goes to the admins now, if it does."""
+    """Why this open flag goes to the admins now, if it does.
+
+    A flag is overdue once it has waited the policy's ``escalation_after_hours`` in
+    school time (the school's days, hours and holidays), not in clock time.
+    """
     if flag.reason == THREAT_CODE or THREAT_CODE in reason_codes:
         return Escalation.THREAT
-    if is_overdue(as_utc(flag.created_at), now, limit_min):
+    waited = policy.school_hours.minutes_between(as_utc(flag.created_at), now)
+    if waited >= policy.escalation_after_hours * 60:
         return Escalation.OVERDUE
     return None
-
-
-def escalation_limit_min(session: Session, school_id: str) -> int:
-    """School minutes a flag may wait, from the school's policy (``escalation``)."""
-    policy = current_policy(session=session, school_id=school_id)
-    return round(policy.escalation_after_hours * 60)
 
 
 def escalate_due(session: Session, now: datetime | None = None) -> list[int]:
@@ -699,13 +699,13 @@ def escalate_due(session: Session, now: datetime | None = None) -> list[int]:
         select(Flag).where(Flag.status == OPEN, Flag.escalated_at.is_(None))
     ).all()
     codes = _reason_codes_by_post(session, (flag.post_pk for flag in flags))
-    limits: dict[str, int] = {}
+    policies: dict[str, SchoolPolicy] = {}
     escalated: list[int] = []
     for flag in flags:
-        if flag.school_id not in limits:
-            limits[flag.school_id] = escalation_limit_min(session, flag.school_id)
-        limit_min = limits[flag.school_id]
-        why = due_escalation(flag, codes.get(flag.post_pk, set()), limit_min, now)
+        if flag.school_id not in policies:
+            policies[flag.school_id] = current_policy(session=session, school_id=flag.school_id)
+        policy = policies[flag.school_id]
+        why = due_escalation(flag, codes.get(flag.post_pk, set()), policy, now)
         if why is None:
             continue
         marked = session.execute(
@@ -727,7 +727,9 @@ def escalate_due(session: Session, now: datetime | None = None) -> list[int]:
                 detail={
                     "flag": flag.kind,
                     "escalation": why.value,
-                    "school_minutes": round(working_minutes(as_utc(flag.created_at), now)),
+                    "school_minutes": round(
+                        policy.school_hours.minutes_between(as_utc(flag.created_at), now)
+                    ),
                 },
             )
         )
@@ -877,7 +879,7 @@ def list_queue(
     rows = session.execute(query.limit(ahead)).all()
     if not rows:
         return []
-    limit_min = escalation_limit_min(session, reviewer.school_id)
+    policy = current_policy(session=session, school_id=reviewer.school_id)
     post_pks = [post.pk for _, post in rows]
     decisions: dict[int, list[Decision]] = {pk: [] for pk in post_pks}
     for decision in session.scalars(
@@ -957,7 +959,7 @@ def list_queue(
         }
         created = as_utc(flag.created_at)
         escalation = flag.escalation or (
-            due.value if (due := due_escalation(flag, codes, limit_min, now)) else None
+            due.value if (due := due_escalation(flag, codes, policy, now)) else None
         )
         if filters.escalated_only and escalation is None:
             continue
@@ -1001,7 +1003,7 @@ def list_queue(
                 flagged_at=created,
                 posted_at=as_utc(post.created_at),
                 waited_min=max(0.0, (now - created).total_seconds() / 60),
-                school_min=working_minutes(created, now),
+                school_min=policy.school_hours.minutes_between(created, now),
                 escalation=escalation,
                 detail=dict(flag.detail or {}),
             )
