@@ -156,3 +156,20 @@ class PrivacyFinding:
 class NoticeFinding:
     kind: NoticeKind
     span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class ChildConsent:
+    """One student of the school, as the photo check sees them for one audience scope.
+
+    ``consented`` is true only if every parent's latest answer for the scope is yes; a
+    child with no answer at all has no consent ("no" wins, and silence is not a yes).
+    ``references`` are the enrolled face descriptors (128 floats each); empty when the
+    child was never enrolled. Built by ``moderation.storage.references`` and read by
+    ``moderation.photo_check``.
+    """
+
+    student_id: str
+    consented: bool
+    in_group: bool  # the student belongs to the post's group
+    references: tuple[Sequence[float], ...] = ()
