@@ -327,7 +327,7 @@ class MTCNN:
             shrink = self.max_side / max(image.size)
             size = (max(1, round(image.width * shrink)), max(1, round(image.height * shrink)))
             image = image.resize(size, Image.Resampling.BILINEAR)
-        with torch.inference_mode(), _torch_threads(self.num_threads):
+        with torch.inference_mode(), torch_threads(self.num_threads):
             found = self._cascade(image)
         if shrink != 1.0 and len(found):
             found = Detections(found.boxes / shrink, found.scores, found.landmarks / shrink)
@@ -407,7 +407,7 @@ class MTCNN:
 
 
 @contextmanager
-def _torch_threads(count: int | None) -> Iterator[None]:
+def torch_threads(count: int | None) -> Iterator[None]:
     """Run the block with ``count`` torch threads, then restore the previous count."""
     before = torch.get_num_threads()
     if count is None or count == before:
