@@ -192,6 +192,149 @@ def import_roster(
         f"imported {result.groups} groups, {result.students} pupils, {result.staff} staff, "
         f"{result.parents} parents, {result.consent} consent answers"
     )
+    if result.withdrawn:
+        from moderation.queue import enqueuer_for
+
+        pupils = enqueuer_for(settings).recheck_withdrawn(school, result.withdrawn)
+        typer.echo(
+            f"consent withdrawn for {pupils} pupils: the school's released photos are checked again"
+        )
+
+
+def _photo_problem(exc: Exception) -> str:
+    """One line for a photo the CLI could not use: the stable code, then the reason."""
+    code = getattr(exc, "code", type(exc).__name__)
+    return f"{code}: {getattr(exc, 'message', None) or exc}"
+
+
+@admin.command("enrol")
+def enrol(
+    school: Annotated[str, typer.Option(help="The school's id")],
+    student: Annotated[str, typer.Option(help="The student's id, as in the roster")],
+    photos: Annotated[list[Path], typer.Argument(help="Reference photos, one face each")],
+    by: Annotated[str, typer.Option(help="Who enrols (audit)")] = "cli",
+) -> None:
+    """Enrol reference photos of a child: only the face descriptors are stored."""
+    from moderation.media import MediaError
+    from moderation.photo_intake import REFERENCE_MODEL, read_photo, reference_embedding
+    from moderation.queue import enqueuer_for
+    from moderation.storage.db import session_scope
+    from moderation.storage.references import enrol_reference
+    from moderation.storage.roster import get_student
+    from moderation.storage.schools import get_school
+
+    settings = get_settings()
+    try:
+        with session_scope(settings.database_url) as session:
+            get_school(session=session, school_id=school)
+            get_student(session=session, school_id=school, student_id=student)
+    except ModerationError as exc:
+        _fail(exc.message)
+    typer.echo("loading the face model ...", err=True)
+    enrolled = 0
+    for number, path in enumerate(photos, 1):
+        prefix = f"[{number}/{len(photos)}] {path}"
+        try:
+            image = read_photo(path.read_bytes(), None, max_bytes=settings.max_attachment_bytes)
+            embedding = reference_embedding(image)
+            with session_scope(settings.database_url) as session:
+                info = enrol_reference(
+                    session=session,
+                    school_id=school,
+                    student_id=student,
+                    embedding=embedding,
+                    model=REFERENCE_MODEL,
+                    enrolled_by=by,
+                    source="cli",
+                )
+        except (OSError, MediaError, ModerationError) as exc:
+            typer.secho(f"{prefix}: not enrolled, {_photo_problem(exc)}", fg="red", err=True)
+            continue
+        enrolled += 1
+        typer.echo(f"{prefix}: enrolled as reference {info.id}")
+    if enrolled:
+        enqueuer_for(settings).recheck(school, student, "reference_added")
+    summary = f"enrolled {enrolled} of {len(photos)} photos for student {student}"
+    if enrolled < len(photos):
+        _fail(summary)
+    typer.echo(summary)
+
+
+@admin.command("erase-references")
+def erase_references(
+    school: Annotated[str, typer.Option(help="The school's id")],
+    student: Annotated[str, typer.Option(help="The student's id")],
+    reference: Annotated[int | None, typer.Option(help="Only this reference id")] = None,
+    by: Annotated[str, typer.Option(help="Who asks (audit)")] = "cli",
+) -> None:
+    """Delete a child's enrolled face descriptors (all, or one)."""
+    from moderation.storage.db import session_scope
+    from moderation.storage.references import erase_references as erase
+    from moderation.storage.schools import get_school
+
+    try:
+        with session_scope(get_settings().database_url) as session:
+            get_school(session=session, school_id=school)
+            erased = erase(
+                session=session,
+                school_id=school,
+                student_id=student,
+                actor=f"cli:{by}",
+                reference_id=reference,
+            )
+    except ModerationError as exc:
+        _fail(exc.message)
+    typer.echo(f"erased {len(erased)} references of student {student}")
+
+
+@admin.command("erase-student")
+def erase_student(
+    school: Annotated[str, typer.Option(help="The school's id")],
+    student: Annotated[str, typer.Option(help="The student's id")],
+    by: Annotated[str, typer.Option(help="Who asks (audit)")] = "cli",
+) -> None:
+    """Erase a student (GDPR): roster entry, consent answers, references and tags."""
+    from moderation.storage.db import session_scope
+    from moderation.storage.references import erase_student as erase
+    from moderation.storage.schools import get_school
+
+    try:
+        with session_scope(get_settings().database_url) as session:
+            get_school(session=session, school_id=school)
+            done = erase(session=session, school_id=school, student_id=student, actor=f"cli:{by}")
+    except ModerationError as exc:
+        _fail(exc.message)
+    typer.echo(
+        f"erased student {student}: {done.consent_answers} consent answers, "
+        f"{done.references} references, {done.tags} tags; "
+        f"{done.takedowns_unlinked} takedown reports unlinked"
+    )
+
+
+@admin.command("block-image")
+def block_image(
+    school: Annotated[str, typer.Option(help="The school's id")],
+    file: Annotated[Path, typer.Argument(help="The image to block (JPEG, PNG, WebP, GIF)")],
+    note: Annotated[str | None, typer.Option(help="Why it is blocked")] = None,
+    by: Annotated[str, typer.Option(help="Who blocks it (audit)")] = "cli",
+) -> None:
+    """Put an image on the school's block list: re-posts, also resized or cropped, are caught."""
+    from moderation.media import MediaError
+    from moderation.photo_intake import image_hash_strings, read_photo
+    from moderation.storage.db import session_scope
+    from moderation.storage.image_hashes import block_image as block
+    from moderation.storage.schools import get_school
+
+    settings = get_settings()
+    try:
+        image = read_photo(file.read_bytes(), None, max_bytes=settings.max_attachment_bytes)
+        hashes = image_hash_strings(image)
+        with session_scope(settings.database_url) as session:
+            get_school(session=session, school_id=school)
+            entry = block(session=session, school_id=school, hashes=hashes, note=note, added_by=by)
+    except (OSError, MediaError, ModerationError) as exc:
+        _fail(f"{file}: {_photo_problem(exc)} (nothing was blocked)")
+    typer.echo(f"blocked {file} as entry {entry.entry} (pHash {entry.phash})")
 
 
 @policy_app.command("show")
@@ -451,6 +594,88 @@ def bench_text(
         f"posts/s, p50 {result['reference_p50_ms']} ms\n"
         f"speedup: {result['speedup']}x  ({result['threads']} threads, same process)"
     )
+
+
+@bench_app.command("images")
+def bench_images(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object")] = False,
+    photos: Annotated[int, typer.Option(min=1, help="Composed class photos")] = 20,
+) -> None:
+    """Photos/s of the whole image pipeline (sanitise, faces, nudity, hashes, blur) beside a
+    face_recognition-style reference, with face recall on class photos."""
+    import json as json_
+
+    from models.images.bench import format_table, run_benchmark
+
+    try:
+        result = run_benchmark(photos, progress=lambda m: typer.echo(m, err=True))
+    except (FileNotFoundError, RuntimeError) as exc:  # test photos or scikit-image missing
+        _fail(str(exc))
+    typer.echo(json_.dumps(result) if as_json else format_table(result))
+
+
+@bench_app.command("e2e")
+def bench_e2e(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object")] = False,
+    rate: Annotated[float, typer.Option(help="Posts submitted per second")] = 50.0,
+    seconds: Annotated[float, typer.Option(help="How long posts are submitted")] = 30.0,
+    workers: Annotated[int, typer.Option(help="Worker processes (each takes every queue)")] = 1,
+    mix: Annotated[
+        str, typer.Option(help="realistic (70% text, 25% a photo, 5% several) or text")
+    ] = "realistic",
+    text_scorer: Annotated[
+        str, typer.Option(help="model, lexicon (the plumbing alone) or fake")
+    ] = "model",
+    embedded: Annotated[bool, typer.Option(help="SQLite and the SQLite broker")] = False,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="Default: a fresh PostgreSQL database on 127.0.0.1:5432, dropped after"),
+    ] = None,
+    broker_url: Annotated[
+        str | None, typer.Option(help="Default: Redis 127.0.0.1:6379 database 14, flushed")
+    ] = None,
+    drain_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for decisions after the last post")
+    ] = 120.0,
+    out: Annotated[
+        Path, typer.Option(help="Logs, result.json and the latency histogram go here")
+    ] = Path("var/bench"),
+    profile: Annotated[
+        bool, typer.Option(help="py-spy profiles of the API and workers (collapsed stacks)")
+    ] = False,
+) -> None:
+    """The real API and workers under a fixed load: posts/s, decision latency, lost and
+    duplicated posts (``moderation.bench_e2e``)."""
+    import json as json_
+
+    from moderation.bench_e2e import BenchOptions, format_summary, run_bench
+    from moderation.bench_material import MIXES
+
+    if mix not in MIXES:
+        _fail(f"unknown mix {mix!r}; choose from {', '.join(MIXES)}")
+    if text_scorer not in ("model", "lexicon", "fake"):
+        _fail(f"unknown text scorer {text_scorer!r}; choose model, lexicon or fake")
+    try:
+        options = BenchOptions(
+            rate=rate,
+            seconds=seconds,
+            workers=workers,
+            mix=mix,  # type: ignore[arg-type]  # checked above
+            text_scorer=text_scorer,
+            embedded=embedded,
+            database_url=database_url,
+            broker_url=broker_url,
+            drain_timeout_s=drain_timeout,
+            out_dir=out,
+            log_level=get_settings().log_level,
+            profile=profile,
+        )
+    except ValueError as exc:
+        _fail(str(exc))
+    result = run_bench(options, progress=lambda m: typer.echo(m, err=True))
+    typer.echo(json_.dumps(result.summary) if as_json else format_summary(result.summary))
+    if result.summary["lost"] or result.summary["duplicated"]:
+        raise typer.Exit(1)
 
 
 def main() -> None:

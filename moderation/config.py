@@ -32,12 +32,22 @@ class Settings(BaseSettings):
     max_attachments: int = 10  # attachments per post
     max_attachment_bytes: int = 10 * 1024 * 1024  # decoded bytes per attachment
     max_request_bytes: int = 64 * 1024 * 1024  # whole request body, base64 included
+    # Videos (moderation/video.py). The body limit above must hold a base64 video of
+    # max_video_bytes (4/3 of it, 53 MiB for 40 MiB) plus the JSON around it.
+    max_video_bytes: int = 40 * 1024 * 1024  # bytes per video (max_attachment_bytes also applies)
+    max_video_duration_s: float = 180.0  # seconds
+    max_video_side: int = 4096  # pixels along either side of a frame
+    max_video_pixels: int = 4096 * 2304  # pixels per frame
+    max_video_streams: int = 8  # video, audio and the timecode/metadata tracks phones add
     rate_limit: str = "600/minute"  # per API key
     rate_limit_storage: str = "memory://"  # per API process; redis://... to share
     max_wait_s: float = 10.0  # ceiling for ?wait=
 
     # Pipeline
     text_scorer: Literal["model", "lexicon", "fake"] = "model"
+    # the photo gate's face and nudity models; "fake" finds no face and no nudity (for
+    # tests of the plumbing only: it releases every readable photo)
+    media_scorer: Literal["model", "fake"] = "model"
     fake_scorer_delay_s: float = 0.0  # the fake scorer sleeps this long (tests only)
     task_max_retries: int = 3  # scoring tries before a post is held as scoring_failed
     pending_timeout_s: float = 120.0  # a pending post older than this is re-enqueued
@@ -49,6 +59,10 @@ class Settings(BaseSettings):
     # Callbacks to the platform
     callback_timeout_s: float = 10.0
     callback_max_retries: int = 30  # with backoff capped at 10 min: about 4 hours
+    callback_backoff_cap_s: float = 600.0  # longest wait between two attempts (10 min)
+    # the sweeper re-sends a pending callback untouched this long (its retry was lost with
+    # the broker); it must exceed the backoff cap, or it re-sends callbacks that only wait
+    callback_stale_after_s: float = 900.0
 
     # Embedded serve
     host: str = "127.0.0.1"
@@ -71,6 +85,10 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{(self.data_dir / 'moderation.sqlite').as_posix()}"
         if not self.broker_url:
             self.broker_url = f"sqla+sqlite:///{(self.data_dir / 'broker.sqlite').as_posix()}"
+        if self.callback_stale_after_s <= self.callback_backoff_cap_s:
+            raise ValueError(
+                "MODERATION_CALLBACK_STALE_AFTER_S must exceed MODERATION_CALLBACK_BACKOFF_CAP_S"
+            )
         if self.environment == "production" and self.api_key_pepper.startswith("dev-"):
             raise ValueError(
                 "MODERATION_API_KEY_PEPPER must be set to a secret value in production"

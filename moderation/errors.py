@@ -3,7 +3,8 @@
     ModerationError                 code: a stable, machine-readable snake_case string
     ├── NotAuthenticated            401  missing_api_key, invalid_api_key
     ├── NotFound                    404  unknown_post, unknown_student, unknown_group, ...
-    ├── Conflict                    409  post_id_conflict
+    ├── Conflict                    409  post_id_conflict, attachment_not_released, ...
+    ├── Gone                        410  attachment_purged
     ├── InvalidInput                422  invalid_field, text_too_long, too_many_attachments,
     │   │                                invalid_base64, unknown_channel, unknown_student, ...
     │   ├── PayloadTooLarge         413  request_too_large, attachment_too_large
@@ -40,6 +41,10 @@ class NotFound(ModerationError):
 
 class Conflict(ModerationError):
     code = "conflict"
+
+
+class Gone(ModerationError):
+    code = "gone"
 
 
 class InvalidInput(ModerationError):

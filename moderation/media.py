@@ -149,6 +149,11 @@ class ImageFormat(StrEnum):
     def content_type(self) -> str:
         return _CONTENT_TYPES[self]
 
+    @classmethod
+    def from_content_type(cls, content_type: str) -> ImageFormat:
+        """The format of a stored attachment's content type (checked at intake)."""
+        return _FORMATS_BY_CONTENT_TYPE[content_type.split(";", 1)[0].strip().lower()]
+
 
 _CONTENT_TYPES: dict[ImageFormat, str] = {
     ImageFormat.JPEG: "image/jpeg",
@@ -336,6 +341,12 @@ def sanitize_image(data: bytes, limits: ImageLimits = DEFAULT_LIMITS) -> Sanitiz
         frames=len(frames),
         rgb=rgb,
     )
+
+
+def reencode(image: Image.Image, fmt: ImageFormat) -> bytes:
+    """A still image (e.g. the sanitised photo with faces blurred) encoded as
+    :func:`sanitize_image` encodes ``fmt``: same quality settings, no metadata."""
+    return _encode(fmt, [image], [0], None)
 
 
 # --------------------------------------------------------------------------- identification

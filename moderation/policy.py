@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from moderation.domain import (
@@ -205,11 +206,37 @@ class PostContext:
 
 @dataclass(frozen=True, slots=True)
 class AttachmentFinding:
-    """Something a media check found in one attachment that keeps it from release."""
+    """Something a media check found in one attachment, and what it does to it.
+
+    Most findings hold the attachment for a teacher (the default ``action``). A few carry
+    another action: ``image_blocked`` (on the school's block list) rejects the post, and
+    ``faces_blurred`` releases it, telling the author that a face was made unrecognisable.
+    ``detail`` is for the reviewer and the audit (boxes, labels, matched student ids as
+    JSON or text); the author sees only the message of the code.
+    """
 
     attachment_id: str
     code: str  # e.g. image_unreadable, nudity, consent_missing
     detail: str = ""
+    action: Action = Action.HOLD
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "attachment_id": self.attachment_id,
+            "code": self.code,
+            "detail": self.detail,
+            "action": self.action.value,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> AttachmentFinding:
+        """A stored finding; one stored before findings had an action holds."""
+        return cls(
+            attachment_id=str(raw["attachment_id"]),
+            code=str(raw["code"]),
+            detail=str(raw.get("detail", "")),
+            action=Action(raw.get("action", Action.HOLD.value)),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,11 +340,65 @@ SCORING_FAILED = Reason(
     message_en="Your message could not be checked automatically; the school will review it first.",
 )
 
+# Messages per attachment finding code, Dutch for the author and English. ``{scope}`` is
+# the audience the consent is needed for (``_SCOPE_WORDS``: "de app", "de nieuwsbrief").
 _ATTACHMENT_MESSAGES: dict[str, tuple[str, str]] = {
     "image_unreadable": (
         "Een foto kon niet worden gelezen en wordt eerst door de school bekeken.",
         "A photo could not be read; the school will review it first.",
     ),
+    "consent_missing": (
+        "Op deze foto staat een kind zonder toestemming voor foto's in {scope}. De school "
+        "bekijkt de foto eerst.",
+        "This photo shows a child without consent for photos in {scope}. The school will "
+        "review it first.",
+    ),
+    "faces_undecidable": (
+        "Op deze foto staan gezichten die we niet zeker kunnen herkennen, en niet elk kind "
+        "heeft toestemming voor foto's in {scope}. De school bekijkt de foto eerst.",
+        "Some faces in this photo cannot be recognised with certainty, and not every child "
+        "has consent for photos in {scope}. The school will review it first.",
+    ),
+    "faces_blurred": (
+        "Op deze foto stond een kind zonder toestemming voor foto's in {scope}. Dat gezicht "
+        "is onherkenbaar gemaakt; zo is de foto geplaatst.",
+        "This photo showed a child without consent for photos in {scope}. That face was "
+        "made unrecognisable, and the photo was posted that way.",
+    ),
+    "video_consent": (
+        "In deze video staat mogelijk een kind zonder toestemming voor beeld in {scope}. Een "
+        "video kan niet automatisch onherkenbaar worden gemaakt; de school bekijkt hem eerst.",
+        "This video may show a child without consent for images in {scope}. A video cannot "
+        "be blurred automatically; the school will review it first.",
+    ),
+    "nudity": (
+        "Op deze foto of video is mogelijk bloot te zien. De school bekijkt hem eerst.",
+        "This photo or video may show nudity. The school will review it first.",
+    ),
+    "image_removed": (
+        "Deze foto lijkt op een foto die de school eerder heeft verwijderd. De school bekijkt "
+        "hem eerst.",
+        "This photo looks like one the school removed before. The school will review it first.",
+    ),
+    "image_blocked": (
+        "Deze foto mag volgens de school niet worden gedeeld. Je bericht is niet geplaatst; "
+        "stuur het opnieuw zonder deze foto.",
+        "The school does not allow this photo to be shared. Your message was not posted; "
+        "send it again without this photo.",
+    ),
+    "video_unreadable": (
+        "Een video kon niet worden gelezen en wordt eerst door de school bekeken.",
+        "A video could not be read; the school will review it first.",
+    ),
+}
+# How a consent scope reads in a message (the scopes of ``moderation.schemas.ConsentScope``);
+# a scope a school names otherwise is shown as it is.
+_SCOPE_WORDS: dict[str, tuple[str, str]] = {
+    "app": ("de app", "the app"),
+    "newsletter": ("de nieuwsbrief", "the newsletter"),
+    "school_guide": ("de schoolgids", "the school guide"),
+    "website": ("de website", "the website"),
+    "social_media": ("sociale media", "social media"),
 }
 _ATTACHMENT_DEFAULT = (
     "Een bijlage wordt eerst door de school bekeken.",
@@ -404,20 +485,31 @@ def _privacy_reasons(
     return out
 
 
-def _attachment_decisions(ctx: PostContext, results: CheckResults) -> list[AttachmentDecision]:
-    by_id: dict[str, list[Reason]] = {a: [] for a in ctx.attachment_ids}
+def _attachment_decisions(
+    ctx: PostContext, results: CheckResults, policy: SchoolPolicy
+) -> list[AttachmentDecision]:
+    """Each attachment takes the severest action of its findings (release without any)."""
+    scope = policy.consent_scopes.get(ctx.channel, "")
+    scope_nl, scope_en = _SCOPE_WORDS.get(scope, (scope, scope))
+    by_id: dict[str, list[tuple[Action, Reason]]] = {a: [] for a in ctx.attachment_ids}
     for finding in results.media_findings:
         nl, en = _ATTACHMENT_MESSAGES.get(finding.code, _ATTACHMENT_DEFAULT)
-        by_id.setdefault(finding.attachment_id, []).append(
-            Reason(code=finding.code, message_nl=nl, message_en=en)
+        reason = Reason(
+            code=finding.code,
+            message_nl=nl.format(scope=scope_nl),
+            message_en=en.format(scope=scope_en),
         )
+        found = by_id.setdefault(finding.attachment_id, [])
+        if (finding.action, reason) not in found:
+            found.append((finding.action, reason))
     if results.media_failed:
-        for reasons in by_id.values():
-            reasons.append(SCORING_FAILED)
-    return [
-        AttachmentDecision(aid, Action.HOLD if reasons else Action.RELEASE, tuple(reasons))
-        for aid, reasons in by_id.items()
-    ]
+        for found in by_id.values():
+            found.append((Action.HOLD, SCORING_FAILED))
+    decisions = []
+    for aid, found in by_id.items():
+        action = max((a for a, _ in found), key=SEVERITY.__getitem__, default=Action.RELEASE)
+        decisions.append(AttachmentDecision(aid, action, tuple(r for _, r in found)))
+    return decisions
 
 
 def _notices(ctx: PostContext, results: CheckResults, policy: SchoolPolicy) -> list[Notice]:
@@ -445,7 +537,7 @@ def decide(ctx: PostContext, results: CheckResults, policy: SchoolPolicy) -> Dec
         else:
             actions.extend(_text_reasons(ctx, results.text, policy))
             actions.extend(_privacy_reasons(ctx, results.privacy, policy))
-    attachments = _attachment_decisions(ctx, results)
+    attachments = _attachment_decisions(ctx, results, policy)
     for att in attachments:
         actions.extend((att.action, reason) for reason in att.reasons)
     notices = tuple(_notices(ctx, results, policy))

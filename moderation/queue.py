@@ -5,7 +5,8 @@ workers or the models. ``workers.app`` builds the worker side from the same
 :func:`make_celery`. Tasks are sent only after the database commit and carry ids only.
 
 Queues: ``text`` and ``media`` (scoring, scaled apart), ``callbacks`` (decision
-callbacks to the platform, never blocking scoring), ``maintenance`` (the sweeper).
+callbacks to the platform, never blocking scoring), ``maintenance`` (the sweeper, and
+the re-check of released photos after a consent withdrawal or a new reference).
 
 The embedded broker is kombu's SQLAlchemy transport on a SQLite file. Its stock channel
 polls once a second and passes every transport option to ``create_engine``; the small
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
@@ -39,12 +41,16 @@ SCORE_TEXT = "moderation.score_text"
 SCORE_MEDIA = "moderation.score_media"
 DELIVER_CALLBACK = "moderation.deliver_callback"
 SWEEP = "moderation.sweep"
+# re-check a school's released photos after a consent withdrawal or a new reference
+RECHECK_SCHOOL = "moderation.recheck_school"
+RECHECK_REASONS = ("consent_withdrawn", "reference_added")
 
 ROUTES = {
     SCORE_TEXT: {"queue": TEXT_QUEUE},
     SCORE_MEDIA: {"queue": MEDIA_QUEUE},
     DELIVER_CALLBACK: {"queue": CALLBACK_QUEUE},
     SWEEP: {"queue": MAINTENANCE_QUEUE},
+    RECHECK_SCHOOL: {"queue": MAINTENANCE_QUEUE},
 }
 
 
@@ -117,11 +123,13 @@ class Enqueuer:
     def __init__(self, app: Celery) -> None:
         self.app = app
 
-    def _send(self, name: str, *args: Any) -> bool:
+    def _send(self, name: str, *args: Any, **kwargs: Any) -> bool:
         try:
-            self.app.send_task(name, args=args, retry=True, retry_policy={"max_retries": 2})
+            self.app.send_task(
+                name, args=args, kwargs=kwargs, retry=True, retry_policy={"max_retries": 2}
+            )
         except Exception:  # broker down: the row is committed, the sweeper will resend
-            log.warning("could not enqueue %s%r; the sweeper will retry", name, args)
+            log.warning("could not enqueue %s%r%r; the sweeper will retry", name, args, kwargs)
             return False
         return True
 
@@ -135,6 +143,29 @@ class Enqueuer:
 
     def callback(self, callback_pk: int) -> bool:
         return self._send(DELIVER_CALLBACK, callback_pk)
+
+    def recheck(self, school_id: str, student_id: str, reason: str) -> bool:
+        """Queue the re-check of the school's released photos for one student, on the
+        ``maintenance`` queue (``reason``: consent_withdrawn or reference_added)."""
+        if reason not in RECHECK_REASONS:
+            raise ValueError(f"reason is one of {RECHECK_REASONS}, not {reason!r}")
+        sent = self._send(RECHECK_SCHOOL, school_id=school_id, student_id=student_id, reason=reason)
+        if not sent:  # no sweeper finds a lost re-check: say so loudly
+            log.error(
+                "the re-check of school %s for student %s (%s) was not queued; queue it again",
+                school_id,
+                student_id,
+                reason,
+            )
+        return sent
+
+    def recheck_withdrawn(self, school_id: str, withdrawn: Iterable[tuple[str, str]]) -> int:
+        """One ``consent_withdrawn`` re-check per child among (student id, scope) pairs
+        (``RosterResult.withdrawn``); returns how many children."""
+        students = list(dict.fromkeys(student_id for student_id, _ in withdrawn))
+        for student_id in students:
+            self.recheck(school_id, student_id, "consent_withdrawn")
+        return len(students)
 
 
 @cache  # one per broker; never evicted, so no connection is orphaned

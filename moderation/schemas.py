@@ -10,12 +10,25 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from moderation.domain import AuthorRole, ChannelType, PostStatus
 
-ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+
+def _stripped(value: str) -> str:
+    """Ids and names are stored without surrounding whitespace, and never blank. The
+    length limits apply to the text as sent, as the OpenAPI schema says (Pydantic's
+    ``strip_whitespace`` checks them after stripping: 129 characters passed as 128)."""
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be blank")
+    return value
+
+
+ExternalId = Annotated[
+    str, StringConstraints(min_length=1, max_length=128), AfterValidator(_stripped)
+]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_stripped)]
 
 
 class Strict(BaseModel):
@@ -168,6 +181,9 @@ class RosterResult(BaseModel):
     staff: int
     parents: int
     consent: int
+    # (student id, scope) whose consent went from yes to no: not part of the answer; the
+    # caller queues the re-check of the school's released photos after the commit
+    withdrawn: list[tuple[str, str]] = Field(default_factory=list, exclude=True)
 
 
 class ConsentAnswerPublic(BaseModel):

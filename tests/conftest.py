@@ -24,6 +24,7 @@ from moderation.config import get_settings
 from moderation.storage.db import dispose_engine, session_scope
 from moderation.storage.migrate import upgrade
 from moderation.storage.schools import create_school
+from tests.private_services import PrivatePostgres, PrivateRedis
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_TEST_DB = 11
@@ -67,6 +68,30 @@ def redis_url() -> Iterator[str]:
     yield url
     client.flushdb()
     client.close()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    """A Redis server of this test's own, which it may kill and restart
+    (``tests/private_services.py``); the shared one on 6379 is never touched."""
+    with PrivateRedis() as server:
+        yield server
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL server of this test's own, which it may crash and restart."""
+    with PrivatePostgres() as server:
+        yield server
+
+
+@pytest.fixture
+def private_pg_url(private_postgres: PrivatePostgres) -> Iterator[str]:
+    """A migrated database on the test's own PostgreSQL server."""
+    url = private_postgres.create_database("moderation")
+    upgrade(url)
+    yield url
+    dispose_engine(url)
 
 
 Configure = Callable[..., None]

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import logging
 from enum import StrEnum
+from functools import cache
+from typing import Any
 
 import httpx
+from sqlalchemy import select, update
 
 from moderation.config import Settings
 from moderation.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
@@ -22,19 +25,40 @@ class Delivery(StrEnum):
     GONE = "gone"  # nothing to do: unknown or already delivered
 
 
+@cache
+def _client(timeout_s: float) -> httpx.Client:
+    """One HTTP client per worker process, made on first use (after any fork).
+
+    ``httpx.post()`` builds a client, and with it an SSL context, for every call: about
+    10 ms of CPU, measured as 40% of a worker's time under ``moderation bench e2e``. A
+    shared client also keeps connections to the platform alive between callbacks."""
+    return httpx.Client(timeout=timeout_s, follow_redirects=False)
+
+
 def deliver(settings: Settings, callback_pk: int) -> Delivery:
-    """One delivery attempt. The outbox row records the attempt either way."""
+    """One delivery attempt. The outbox row records the attempt either way.
+
+    Two statements and no transaction held open over the HTTP call: the row is read with
+    the school's secret in one query, and updated in place in another."""
     with session_scope(settings.database_url) as session:
-        cb = session.get(Callback, callback_pk)
-        if cb is None or cb.status == "delivered":
-            return Delivery.GONE
-        school = session.get(School, cb.school_id)
-        assert school is not None
-        body = json.dumps(cb.payload, separators=(",", ":"), sort_keys=True).encode()
-        url, key, secret = cb.url, cb.idempotency_key, school.webhook_secret
+        row = session.execute(
+            select(
+                Callback.status,
+                Callback.url,
+                Callback.idempotency_key,
+                Callback.payload,
+                School.webhook_secret,
+            )
+            .join(School, School.id == Callback.school_id)
+            .where(Callback.pk == callback_pk)
+        ).first()
+    if row is None or row.status == "delivered":
+        return Delivery.GONE
+    body = json.dumps(row.payload, separators=(",", ":"), sort_keys=True).encode()
+    url, key, secret = row.url, row.idempotency_key, row.webhook_secret
     error = None
     try:
-        response = httpx.post(
+        response = _client(settings.callback_timeout_s).post(
             url,
             content=body,
             headers={
@@ -43,22 +67,21 @@ def deliver(settings: Settings, callback_pk: int) -> Delivery:
                 IDEMPOTENCY_HEADER: key,
                 "User-Agent": "school-moderation-callback/1",
             },
-            timeout=settings.callback_timeout_s,
-            follow_redirects=False,
         )
         if not response.is_success:
             error = f"HTTP {response.status_code}"
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"[:500]
+    now = utcnow()
+    values: dict[str, Any] = {"attempts": Callback.attempts + 1, "updated_at": now}
+    if error is None:
+        values.update(status="delivered", delivered_at=now, last_error=None)
+    else:
+        values["last_error"] = error
     with session_scope(settings.database_url) as session:
-        cb = session.get(Callback, callback_pk)
-        assert cb is not None
-        cb.attempts += 1
-        cb.updated_at = utcnow()
-        if error is None:
-            cb.status, cb.delivered_at, cb.last_error = "delivered", utcnow(), None
-            return Delivery.DELIVERED
-        cb.last_error = error
+        session.execute(update(Callback).where(Callback.pk == callback_pk).values(**values))
+    if error is None:
+        return Delivery.DELIVERED
     log.info("callback %d to the platform failed (%s); will retry", callback_pk, error)
     return Delivery.RETRY
 

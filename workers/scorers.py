@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from moderation.config import Settings
 from moderation.domain import TextScorer
+
+if TYPE_CHECKING:
+    from models.images.pipeline import ImageModels
 
 
 @lru_cache(maxsize=4)
@@ -27,3 +31,19 @@ def _text_scorer(kind: str, fake_delay_s: float) -> TextScorer:
 
 def text_scorer(settings: Settings) -> TextScorer:
     return _text_scorer(settings.text_scorer, settings.fake_scorer_delay_s)
+
+
+@lru_cache(maxsize=2)
+def _image_models(kind: str) -> ImageModels:
+    from models.images.pipeline import ImageModels
+
+    if kind == "model":
+        return ImageModels.load()
+    if kind == "fake":
+        return ImageModels.fake()
+    raise ValueError(f"unknown media scorer {kind!r}; choose model or fake")
+
+
+def image_models(settings: Settings) -> ImageModels:
+    """The face and nudity models (``fake``: none, every photo shows nobody)."""
+    return _image_models(settings.media_scorer)

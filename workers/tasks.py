@@ -15,13 +15,14 @@ from typing import Any
 
 from celery import Task
 from celery.signals import worker_init
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from moderation.config import get_settings
-from moderation.queue import DELIVER_CALLBACK, SCORE_MEDIA, SCORE_TEXT, SWEEP
+from moderation.queue import DELIVER_CALLBACK, RECHECK_SCHOOL, SCORE_MEDIA, SCORE_TEXT, SWEEP
 from moderation.storage.posts import MEDIA_CHECK, TEXT_CHECK
-from workers import callbacks, pipeline
+from workers import callbacks, pipeline, recheck
 from workers.app import app
-from workers.scorers import text_scorer
+from workers.scorers import image_models, text_scorer
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,28 @@ SCORING_RETRY = RetryPolicy(max_retries=get_settings().task_max_retries, base_s=
 CALLBACK_RETRY = RetryPolicy(
     max_retries=get_settings().callback_max_retries,
     base_s=2,
-    cap_s=600,  # 10 min
+    cap_s=get_settings().callback_backoff_cap_s,  # 10 min by default
 )
+
+
+# The database unreachable (a restart, a fail-over) says nothing about the post: such a
+# task retries on its own schedule, and after it the post stays pending for the sweeper.
+# A database outage never holds a post as scoring_failed.
+OUTAGE_RETRY = RetryPolicy(max_retries=8, base_s=1, cap_s=30)  # about 2 minutes at most
+
+
+def _database_unreachable(exc: Exception) -> bool:
+    return isinstance(exc, OperationalError | InterfaceError)
 
 
 def _retry_or_fail(task: Task[Any, Any], exc: Exception, post_pk: int, check: str) -> None:
     retries = task.request.retries
+    if _database_unreachable(exc):
+        if retries < OUTAGE_RETRY.max_retries:
+            log.warning("%s on post %d: database unreachable (%s); retrying", check, post_pk, exc)
+            raise task.retry(exc=exc, countdown=OUTAGE_RETRY.countdown(retries))
+        log.error("%s on post %d: database still unreachable; left to the sweeper", check, post_pk)
+        return
     if retries == 0:
         log.warning("%s on post %d failed (%s); retrying", check, post_pk, exc)
     if retries < SCORING_RETRY.max_retries:
@@ -58,9 +75,10 @@ def _retry_or_fail(task: Task[Any, Any], exc: Exception, post_pk: int, check: st
 
 @worker_init.connect
 def _load_scorers(**_: object) -> None:
-    """Load the text model before the worker takes tasks (and before prefork children
-    fork, so they share it): "ready." then means ready to score."""
+    """Load the text and image models before the worker takes tasks (and before prefork
+    children fork, so they share them): "ready." then means ready to score."""
     text_scorer(get_settings())
+    image_models(get_settings())
 
 
 @app.task(name=SCORE_TEXT, bind=True, max_retries=None)
@@ -81,7 +99,11 @@ def score_media(self: Task[Any, Any], post_pk: int) -> None:
 
 @app.task(name=DELIVER_CALLBACK, bind=True, max_retries=None)
 def deliver_callback(self: Task[Any, Any], callback_pk: int) -> None:
-    result = callbacks.deliver(get_settings(), callback_pk)
+    try:
+        result = callbacks.deliver(get_settings(), callback_pk)
+    except (OperationalError, InterfaceError) as exc:  # the outbox is unreachable: try later
+        log.warning("callback %d: database unreachable (%s); retrying", callback_pk, exc)
+        result = callbacks.Delivery.RETRY
     if result is not callbacks.Delivery.RETRY:
         return
     retries = self.request.retries
@@ -94,3 +116,11 @@ def deliver_callback(self: Task[Any, Any], callback_pk: int) -> None:
 @app.task(name=SWEEP)
 def sweep() -> None:
     pipeline.sweep(get_settings())
+
+
+@app.task(name=RECHECK_SCHOOL)
+def recheck_school(school_id: str, student_id: str, reason: str) -> None:
+    """Released photos that show the student without consent, reported for takedown."""
+    recheck.recheck_student(
+        get_settings(), school_id, student_id, reason, image_models(get_settings())
+    )

@@ -6,7 +6,9 @@ package does: dlib's HOG frontal face detector, upsampled once, plus the same dl
 descriptors) must not find more faces. This module composes class-like group photos from
 the shared test faces and scikit-image's LFW crops, with the true face boxes known, and
 measures both pipelines in one process on the same photos, interleaved photo by photo so
-that a busy machine slows both alike. The tests reuse its photo composer.
+that a busy machine slows both alike. The tests reuse its photo composer, and the
+whole-photo benchmark (``models.images.bench``, ``moderation bench images``) reuses the
+composer, the reference (:meth:`ReferencePipeline.analyze`) and :class:`Clock`.
 
 Run ``python -m models.images.bench_faces`` (needs ``scikit-image``, a development
 dependency, and the shared face photos beside the repository).
@@ -36,7 +38,14 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from models.images.faces import DESCRIPTOR_MODEL, Embedding, FaceAnalyzer, dlib_model_path
+from models.images.faces import (
+    DESCRIPTOR_MODEL,
+    Embedding,
+    Face,
+    FaceAnalyzer,
+    _sharpness,  # the reference's faces are judged by our own sharpness measure
+    dlib_model_path,
+)
 
 T = TypeVar("T")
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, x1/y1 exclusive
@@ -253,7 +262,34 @@ class ReferencePipeline:
         return found
 
     def run(self, image: Image.Image) -> list[tuple[Box, Embedding]]:
+        return self._describe(np.asarray(image.convert("RGB")))
+
+    def analyze(self, image: Image.Image) -> list[Face]:
+        """:meth:`run` as :class:`Face` values, so that the whole-photo benchmark
+        (``models.images.bench``) puts the reference through the same image pipeline as
+        ours. ``face_recognition`` has no face probability and no too-small rule: every
+        face gets score 1.0, no landmarks and a descriptor; size and sharpness are
+        judged as ours are, boxes clipped to the image."""
         pixels = np.asarray(image.convert("RGB"))
+        height, width = pixels.shape[:2]
+        faces = []
+        for (x0, y0, x1, y1), vector in self._describe(pixels):
+            box = (max(0, x0), max(0, y0), min(width, x1 + 1), min(height, y1 + 1))  # inclusive
+            sharpness = _sharpness(pixels, box)
+            faces.append(
+                Face(
+                    box=box,
+                    score=1.0,
+                    landmarks=(),
+                    embedding=vector,
+                    too_small=min(x1 - x0, y1 - y0) + 1 < Face.MIN_SIZE_PX,
+                    blurry=sharpness < Face.MIN_SHARPNESS,
+                    sharpness=sharpness,
+                )
+            )
+        return faces
+
+    def _describe(self, pixels: NDArray[np.uint8]) -> list[tuple[Box, Embedding]]:
         out = []
         for rect in self.boxes(pixels):
             shape = self.shape_predictor(pixels, rect)
@@ -263,7 +299,9 @@ class ReferencePipeline:
 
 
 @dataclass
-class _Clock:
+class Clock:
+    """Wall and CPU time summed over the calls it timed (both benchmarks use it)."""
+
     wall: float = 0.0  # seconds
     cpu: float = 0.0  # seconds of this process's CPU time, all threads
 
@@ -291,7 +329,7 @@ def run_benchmark(
     analyzer = analyzer or FaceAnalyzer()
     reference = ReferencePipeline(analyzer)
     photos = class_like_photos(n_photos, seed=seed)
-    ours, theirs = _Clock(), _Clock()
+    ours, theirs = Clock(), Clock()
     hits = ref_hits = false = ref_false = faces = embedded = 0
     analyzer.analyze(photos[0].image, embed=embed)  # warm-up: first-call allocations
     for photo in photos:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from limits import parse
 from limits.storage import storage_from_string
@@ -21,6 +21,11 @@ from moderation.storage.schools import school_for_key
 from moderation.storage.tables import School
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+MAX_ROW_ID = 2**31 - 1  # the largest INTEGER key PostgreSQL stores (int4); also SQLite's
+# Our integer ids in a path: a larger number is refused as 422 before it reaches the
+# database, where it overflowed the driver (a 500), instead of being an unknown id.
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
 def get_db(settings: SettingsDep) -> Iterator[Session]:

@@ -113,6 +113,13 @@ ACTION_LABELS: dict[str, tuple[str, str]] = {
     "rephrase": ("Vraag om te herformuleren", "Ask to rephrase"),
 }
 
+FACE_LABELS: dict[str, tuple[str, str]] = {
+    "consented": ("Kind met toestemming", "Child with consent"),
+    "no_consent": ("Kind zonder toestemming (vervaagd)", "Child without consent (blurred)"),
+    "unknown": ("Onbekend gezicht", "Unknown face"),
+    "undecidable": ("Te klein of onscherp om te herkennen", "Too small or blurry to recognise"),
+}
+
 UI: dict[str, tuple[str, str]] = {
     "title": ("Meldingen beoordelen", "Review queue"),
     "queue": ("Wachtrij", "Queue"),
@@ -144,6 +151,8 @@ UI: dict[str, tuple[str, str]] = {
     "channel_school": ("Schoolbreed", "School-wide"),
     "attachments": ("Foto's", "Photos"),
     "attachment_held": ("vastgehouden", "held"),
+    "faces_found": ("Gezichten", "Faces"),
+    "faces_flagged": ("te controleren", "to check"),
     "reject_reason": ("Reden (bij afwijzen)", "Reason (when rejecting)"),
     "free_text": ("Toelichting voor de afzender (optioneel)", "Note for the author (optional)"),
     "more_actions": ("Afwijzen of laten herformuleren", "Reject or ask to rephrase"),

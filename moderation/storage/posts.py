@@ -18,6 +18,7 @@ import base64
 import binascii
 import hashlib
 import json
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,10 +28,11 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from moderation.domain import ACTION_TO_STATUS, Action, AuthorRole, ChannelType, PostStatus
 from moderation.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
-from moderation.media import ImageLimits, inspect_image
+from moderation.media import ImageLimits
 from moderation.policy import Decision as PolicyDecision
 from moderation.policy import PostContext
 from moderation.schemas import (
@@ -52,6 +54,7 @@ from moderation.storage.tables import (
     Score,
     utcnow,
 )
+from moderation.video import inspect_attachment
 
 TEXT_CHECK = "text"
 MEDIA_CHECK = "media"
@@ -73,6 +76,13 @@ class Intake:
 def as_utc(moment: datetime) -> datetime:
     """SQLite hands back naive datetimes; everything we store is UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def has_visible_text(text: str) -> bool:
+    """Whether the text shows anything. Whitespace and invisible format characters alone
+    (zero-width spaces and joiners, direction marks and overrides, U+FEFF) are an empty
+    post: thousands of them would otherwise pass as text and be published blank."""
+    return any(not ch.isspace() and unicodedata.category(ch) != "Cf" for ch in text)
 
 
 def body_hash(post_in: PostCreate) -> str:
@@ -117,7 +127,7 @@ def _decode_attachments(post_in: PostCreate, limits: IntakeLimits) -> list[tuple
                 attachment=att.id,
                 limit=limits.max_attachment_bytes,
             )
-        info = inspect_image(data, att.content_type, image_limits)
+        info = inspect_attachment(data, att.content_type, image_limits)  # images and videos
         decoded.append((att.id, info.content_type, data))
     return decoded
 
@@ -176,7 +186,7 @@ def create_post(
             code="text_too_long",
             limit=limits.max_text_chars,
         )
-    if not post_in.text.strip() and not post_in.attachments:
+    if not has_visible_text(post_in.text) and not post_in.attachments:
         raise InvalidInput("a post needs text or an attachment", code="empty_post")
     group_pk = _channel_group_pk(session, school_id, post_in)
     tagged = find_students(
@@ -313,39 +323,35 @@ def _reason_json(reason: Any) -> dict[str, Any]:
 def store_auto_decision(*, session: Session, post: Post, decision: PolicyDecision) -> int | None:
     """Store the automatic decision once. Returns the callback's pk to enqueue, if any."""
     now = utcnow()
-    inserted = _insert_ignore(
-        session,
-        Decision.__table__,
-        {
-            "post_pk": post.pk,
-            "sequence": 1,
-            "action": decision.action.value,
-            "reasons": [_reason_json(r) for r in decision.reasons],
-            "attachments": [
-                {
-                    "id": a.attachment_id,
-                    "action": a.action.value,
-                    "reasons": [_reason_json(r) for r in a.reasons],
-                }
-                for a in decision.attachments
-            ],
-            "notices": [
-                {"code": n.code, "message_nl": n.message_nl, "message_en": n.message_en}
-                for n in decision.notices
-            ],
-            "decided_by": "auto",
-            "policy_version": decision.policy_version,
-            "created_at": now,
-        },
-        ["post_pk", "sequence"],
-    )
-    if not inserted:
+    row = {
+        "post_pk": post.pk,
+        "sequence": 1,
+        "action": decision.action.value,
+        "reasons": [_reason_json(r) for r in decision.reasons],
+        "attachments": [
+            {
+                "id": a.attachment_id,
+                "action": a.action.value,
+                "reasons": [_reason_json(r) for r in a.reasons],
+            }
+            for a in decision.attachments
+        ],
+        "notices": [
+            {"code": n.code, "message_nl": n.message_nl, "message_en": n.message_en}
+            for n in decision.notices
+        ],
+        "decided_by": "auto",
+        "policy_version": decision.policy_version,
+        "created_at": now,
+    }
+    if not _insert_ignore(session, Decision.__table__, row, ["post_pk", "sequence"]):
         return None
+    status = ACTION_TO_STATUS[decision.action]
     session.execute(
-        update(Post)
-        .where(Post.pk == post.pk)
-        .values(status=ACTION_TO_STATUS[decision.action].value, updated_at=now)
+        update(Post).where(Post.pk == post.pk).values(status=status.value, updated_at=now)
     )
+    # the loaded post learns its new status without a reload (and without a second UPDATE)
+    set_committed_value(post, "status", status.value)
     if decision.action is Action.HOLD:
         top = decision.reasons[0].code if decision.reasons else "held"
         session.add(Flag(school_id=post.school_id, post_pk=post.pk, reason=top))
@@ -362,8 +368,13 @@ def store_auto_decision(*, session: Session, post: Post, decision: PolicyDecisio
         )
     )
     session.flush()
-    session.expire(post)
-    public = post_public(session=session, post=post).model_dump(mode="json")
+    if decision.action is Action.RELEASE and decision.attachments:  # text only: no hashes
+        # image_hashes reads this module's helpers: imported here, not at the top
+        from moderation.storage.image_hashes import remember_released
+
+        remember_released(session=session, post=post)
+    # the callback carries what GET /v1/posts/{id} shows, built from the row just written
+    public = public_view(post.external_id, status, Decision(**row)).model_dump(mode="json")
     return queue_callback(session=session, post=post, sequence=1, decision=public)
 
 
@@ -386,11 +397,16 @@ def _reason_public(raw: dict[str, Any]) -> ReasonPublic:
 
 def post_public(*, session: Session, post: Post) -> PostPublic:
     decision = latest_decision(session=session, post_pk=post.pk)
+    return public_view(post.external_id, PostStatus(post.status), decision)
+
+
+def public_view(post_id: str, status: PostStatus, decision: Decision | None) -> PostPublic:
+    """A post as the platform sees it, from its status and latest decision row."""
     if decision is None:
-        return PostPublic(id=post.external_id, status=PostStatus(post.status))
+        return PostPublic(id=post_id, status=status)
     return PostPublic(
-        id=post.external_id,
-        status=PostStatus(post.status),
+        id=post_id,
+        status=status,
         decision=DecisionPublic(
             action=decision.action,
             reasons=[_reason_public(r) for r in decision.reasons],

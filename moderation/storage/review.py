@@ -45,6 +45,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from moderation.domain import ACTION_TO_STATUS, Action, PostStatus
 from moderation.errors import Conflict, InvalidInput, ModerationError, NotFound
+from moderation.photo_copies import blurred_release, stored_faces
 from moderation.policy import SchoolPolicy
 from moderation.review.highlight import Segment, segments
 from moderation.review.texts import (
@@ -56,6 +57,7 @@ from moderation.review.texts import (
 )
 from moderation.schemas import PostPublic
 from moderation.storage.callbacks import queue_callback
+from moderation.storage.image_hashes import remember_released
 from moderation.storage.policies import current_policy
 from moderation.storage.posts import as_utc, get_post, latest_decision, post_public
 from moderation.storage.tables import (
@@ -89,7 +91,7 @@ class ReviewAction(StrEnum):
     """What a reviewer can do with a flagged post."""
 
     RELEASE = "release"
-    RELEASE_BLUR = "release_blur"  # release; the platform blurs faces (face module: later)
+    RELEASE_BLUR = "release_blur"  # release a copy with the faces blurred (photo_copies)
     REJECT = "reject"  # back to the author with a reason
     REPHRASE = "rephrase"  # back to the author, asking them to rephrase
 
@@ -376,6 +378,14 @@ def review_post(
     reasons = human_reasons(action, reason_code, reason_text)
     if flag.kind == FlagKind.APPEAL:
         _check_appeal_reviewer(session, post, flag, reviewer)
+    blur = action is ReviewAction.RELEASE_BLUR
+    if blur:  # the released copies get the faces blurred (moderation.photo_copies)
+        details = media_details(session, [post.pk]).get(post.pk, {})
+        for att in post.attachments:
+            if att.released_data is not None:
+                att.released_data = blurred_release(
+                    att.released_data, att.content_type, details.get(att.external_id)
+                )
     closed = session.execute(
         update(Flag)
         .where(Flag.pk == flag.pk, Flag.status == OPEN)
@@ -390,12 +400,10 @@ def review_post(
     session.expire(flag)
 
     result = ACTION_RESULT[action]
-    blur = action is ReviewAction.RELEASE_BLUR
     sequence = (
         session.scalar(select(func.max(Decision.sequence)).where(Decision.post_pk == post.pk)) or 0
     ) + 1
     attachment_action = Action.RELEASE if result is Action.RELEASE else Action.REJECT
-    # The face module (a later issue) will add the boxes to blur per attachment here.
     attachments: list[dict[str, Any]] = [
         {"id": a.external_id, "action": attachment_action.value, "reasons": []}
         | ({"blur": True} if blur else {})
@@ -436,6 +444,8 @@ def review_post(
         )
     )
     session.flush()
+    if result is Action.RELEASE:  # the photos it releases join the released hash list
+        remember_released(session=session, post=post, added_by=reviewer.actor)
     public = post_public(session=session, post=post)
     payload = public.model_dump(mode="json")
     if blur:
@@ -752,12 +762,21 @@ class QueueFilters:
 
 @dataclass(frozen=True, slots=True)
 class FaceBox:
-    """A face in a photo, as fractions of its width and height (the face module's)."""
+    """A face in a photo, as fractions of its width and height, with the media check's
+    verdict: ``status`` consented | no_consent | unknown | undecidable; ``matters`` when
+    the face kept the photo from a plain release (blurred, or boxed for the teacher)."""
 
     left: float
     top: float
     width: float
     height: float
+    status: str
+    matters: bool
+
+    @classmethod
+    def from_stored(cls, face: dict[str, Any]) -> FaceBox:
+        x0, y0, x1, y1 = (float(v) for v in face["box_fraction"])
+        return cls(x0, y0, x1 - x0, y1 - y0, str(face.get("status")), bool(face.get("matters")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -766,7 +785,7 @@ class AttachmentView:
     id: str
     content_type: str
     action: str  # the latest decision's action for this attachment
-    faces: tuple[FaceBox, ...] = ()  # hook: filled by the face module (a later issue)
+    faces: tuple[FaceBox, ...] = ()  # photos only: from the media check's stored result
 
 
 @dataclass(frozen=True, slots=True)
@@ -805,6 +824,18 @@ class QueueItem:
     school_min: float  # school minutes since the flag opened
     escalation: str | None  # overdue | threat (stored, or due now)
     detail: dict[str, Any]
+
+
+def media_details(session: Session, post_pks: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """Per post, per attachment id, what the media check stored (faces, hashes, ...)."""
+    found: dict[int, dict[str, Any]] = {}
+    for score in session.scalars(
+        select(Score).where(Score.post_pk.in_(list(post_pks)), Score.check_name == "media")
+    ):
+        per_attachment = score.result.get("attachments") if score.ok else None
+        if isinstance(per_attachment, dict):
+            found[score.post_pk] = per_attachment
+    return found
 
 
 def _text_scores(result: dict[str, Any]) -> dict[str, float]:
@@ -893,6 +924,7 @@ def list_queue(
         )
         if score.ok
     }
+    media = media_details(session, post_pks)
     group_pks = {post.group_pk for _, post in rows if post.group_pk is not None}
     groups = (
         {
@@ -990,6 +1022,10 @@ def list_queue(
                         id=a.external_id,
                         content_type=a.content_type,
                         action=att_actions.get(a.external_id, "hold"),
+                        faces=tuple(
+                            FaceBox.from_stored(f)
+                            for f in stored_faces(media.get(post.pk, {}).get(a.external_id))
+                        ),
                     )
                     for a in post.attachments
                 ],

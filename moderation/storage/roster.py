@@ -4,6 +4,9 @@ sync API or a CSV import, both through :func:`apply_roster`.
 Consent is a history: every answer is appended; the current state per scope is the
 latest answer of each parent, and the child has consent only if every parent who
 answered said yes and at least one did ("no" wins, no answer is no consent).
+:func:`apply_roster` reports the (student, scope) pairs whose consent went from yes to
+no (``RosterResult.withdrawn``), so the caller can queue a re-check of the school's
+released photos after the commit.
 """
 
 from __future__ import annotations
@@ -196,12 +199,42 @@ def apply_roster(
         upsert_staff(session=session, school_id=school_id, staff_in=staff_in)
     for parent_in in roster.parents:
         upsert_parent(session=session, school_id=school_id, parent_in=parent_in)
+    pairs = {(c.student_id, c.scope.value) for c in roster.consent}
+    before = _consent_states(session, school_id, pairs)
     for consent_in in roster.consent:
         record_consent(session=session, school_id=school_id, consent_in=consent_in, source=source)
+    after = _consent_states(session, school_id, pairs)
     return RosterResult(
         groups=len(roster.groups),
         students=len(roster.students),
         staff=len(roster.staff),
         parents=len(roster.parents),
         consent=len(roster.consent),
+        withdrawn=sorted(pair for pair in pairs if before.get(pair) and not after.get(pair)),
     )
+
+
+def _consent_states(
+    session: Session, school_id: str, pairs: set[tuple[str, str]]
+) -> dict[tuple[str, str], bool]:
+    """Current consent of these (student id, scope) pairs, in one query ("no" wins)."""
+    if not pairs:
+        return {}
+    rows = session.execute(
+        select(
+            Student.external_id, ConsentAnswer.parent_pk, ConsentAnswer.scope, ConsentAnswer.granted
+        )
+        .join(Student, Student.pk == ConsentAnswer.student_pk)
+        .where(
+            Student.school_id == school_id,
+            Student.external_id.in_({student_id for student_id, _ in pairs}),
+        )
+        .order_by(ConsentAnswer.recorded_at, ConsentAnswer.pk)
+    )
+    latest: dict[tuple[str, str, int], bool] = {}
+    for student_id, parent_pk, scope, granted in rows:  # oldest first: later ones overwrite
+        latest[(student_id, scope, parent_pk)] = granted
+    answers: dict[tuple[str, str], list[bool]] = {}
+    for (student_id, scope, _), granted in latest.items():
+        answers.setdefault((student_id, scope), []).append(granted)
+    return {pair: bool(answers.get(pair)) and all(answers[pair]) for pair in pairs}

@@ -64,6 +64,9 @@ class School(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # signs the platform's sign-in tokens for the review page (HS256); see docs/review.md
     review_secret: Mapped[str] = mapped_column(String(128), default=new_secret)
+    # bumped in the transaction that deletes image hashes, so that the workers' cached
+    # hash indexes (workers/hash_lists.py) know to rebuild instead of only adding rows
+    hash_lists_generation: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Group(Base):
@@ -153,6 +156,14 @@ class Post(Base):
     __table_args__ = (
         UniqueConstraint("school_id", "external_id"),
         Index("ix_posts_status_updated", "status", "updated_at"),
+        # the retention job's scan: a school's posts not purged yet, oldest first
+        Index(
+            "ix_posts_unpurged",
+            "school_id",
+            "created_at",
+            sqlite_where=text("purged_at IS NULL"),
+            postgresql_where=text("purged_at IS NULL"),
+        ),
     )
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -170,6 +181,9 @@ class Post(Base):
     enqueue_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # when the retention job emptied the text and dropped the photos' bytes
+    # (moderation.storage.retention); decisions, scores and audit events are kept
+    purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     attachments: Mapped[list[Attachment]] = relationship(
         back_populates="post", order_by="Attachment.position"
@@ -338,3 +352,91 @@ class ReviewSession(Base):
     jti: Mapped[str | None] = mapped_column(String(128))  # a sign-in token is used once
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class FaceReference(Base):
+    """A child's enrolled face descriptor: the 128 floats only, never the photo.
+
+    Biometric data (GDPR art. 9): deleted with the student (ON DELETE CASCADE) and by the
+    erasure endpoints; never written to the audit trail or returned by the API.
+    """
+
+    __tablename__ = "face_references"
+    __table_args__ = (Index("ix_face_references_school_student", "school_id", "student_pk"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    school_id: Mapped[str] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    student_pk: Mapped[int] = mapped_column(ForeignKey("students.pk", ondelete="CASCADE"))
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)  # 128 little-endian float32
+    model: Mapped[str] = mapped_column(String(64))  # the descriptor that made it
+    enrolled_by: Mapped[str] = mapped_column(String(128))
+    source: Mapped[str] = mapped_column(String(16))  # api | cli
+    enrolled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ImageHash(Base):
+    """One perceptual hash of one image on one of a school's lists.
+
+    Lists: ``released`` (every released photo), ``removed`` (taken down by the platform),
+    ``blocked`` (the school's block list). An image has up to 9 rows, one per variant
+    (0: the whole image, 1-8: the crop variants of ``models.images.hashes``), sharing an
+    ``entry`` id, so that a block-list entry is added and deleted as one.
+    """
+
+    __tablename__ = "image_hashes"
+    __table_args__ = (
+        # the workers' incremental refresh: a school's rows of some lists above a pk
+        Index("ix_image_hashes_school_list_pk", "school_id", "list", "pk"),
+        Index("ix_image_hashes_school_entry", "school_id", "entry"),
+        # and rows added lately, whose transaction may have committed after a higher pk's
+        Index("ix_image_hashes_school_added", "school_id", "added_at"),
+        Index("ix_image_hashes_post", "post_pk"),
+        # an attachment's image is on a list once (NULLs, as on the block list, are distinct)
+        UniqueConstraint("list", "attachment_pk", "variant"),
+    )
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    school_id: Mapped[str] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    list_name: Mapped[str] = mapped_column("list", String(16))  # released | removed | blocked
+    entry: Mapped[str] = mapped_column(String(32))
+    hash: Mapped[str] = mapped_column(String(16))  # pHash, 16 lowercase hex characters
+    variant: Mapped[int] = mapped_column(Integer)  # 0 whole image, 1-8 crop variants
+    post_pk: Mapped[int | None] = mapped_column(ForeignKey("posts.pk", ondelete="SET NULL"))
+    attachment_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("attachments.pk", ondelete="SET NULL")
+    )
+    note: Mapped[str | None] = mapped_column(String(500))
+    added_by: Mapped[str] = mapped_column(String(128))
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TakedownReport(Base):
+    """A released photo that now breaks consent: the platform is asked to take it down.
+
+    At most one open report per (attachment, student): a re-check that finds the same
+    child again joins it. ``student_pk`` becomes NULL when the student is erased.
+    """
+
+    __tablename__ = "takedown_reports"
+    __table_args__ = (
+        Index("ix_takedown_reports_school_status", "school_id", "status"),
+        Index(
+            "ux_takedown_reports_open",
+            "attachment_pk",
+            "student_pk",
+            unique=True,
+            sqlite_where=text("status = 'open'"),
+            postgresql_where=text("status = 'open'"),
+        ),
+    )
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    school_id: Mapped[str] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    post_pk: Mapped[int] = mapped_column(ForeignKey("posts.pk", ondelete="CASCADE"))
+    attachment_pk: Mapped[int] = mapped_column(ForeignKey("attachments.pk", ondelete="CASCADE"))
+    student_pk: Mapped[int | None] = mapped_column(ForeignKey("students.pk", ondelete="SET NULL"))
+    reason: Mapped[str] = mapped_column(String(32))  # consent_withdrawn | reference_added
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | resolved
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_by: Mapped[str | None] = mapped_column(String(128))

@@ -6,53 +6,31 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from kombu import Connection
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from moderation.api.main import create_app
 from moderation.queue import ALL_QUEUES
 from moderation.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, verify
 from moderation.storage.db import get_sessionmaker
-from moderation.storage.tables import Decision, Flag, Post, School
+from moderation.storage.tables import Flag, Post, School
 from tests.conftest import Configure, new_school
-from tests.helpers import ROSTER, CallbackReceiver, attachment, jpeg_bytes, post_body, wait_until
+from tests.helpers import (
+    ROSTER,
+    CallbackReceiver,
+    Stack,
+    attachment,
+    jpeg_bytes,
+    post_body,
+    wait_until,
+)
 
 RABBIT_URL = "amqp://guest:guest@127.0.0.1:5672//"
 
 pytestmark = pytest.mark.services
-
-
-class Stack:
-    def __init__(self, client: TestClient, key: str, db_url: str, school_id: str) -> None:
-        self.client, self.key, self.db_url, self.school_id = client, key, db_url, school_id
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.key}"}
-
-    def submit(self, body: dict[str, Any], wait: float = 0) -> Any:
-        r = self.client.post(f"/v1/posts?wait={wait}", json=body, headers=self.headers)
-        assert r.status_code in (200, 202), r.text
-        return r.json()
-
-    def get(self, post_id: str) -> Any:
-        return self.client.get(f"/v1/posts/{post_id}", headers=self.headers).json()
-
-    def decisions(self, post_id: str) -> int:
-        with get_sessionmaker(self.db_url)() as session:
-            return int(
-                session.scalar(
-                    select(func.count())
-                    .select_from(Decision)
-                    .join(Post, Post.pk == Decision.post_pk)
-                    .where(Post.school_id == self.school_id, Post.external_id == post_id)
-                )
-                or 0
-            )
 
 
 def purge(broker_url: str) -> None:

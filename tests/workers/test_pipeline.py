@@ -130,3 +130,24 @@ def test_sweeper_resends_lost_callbacks(school: str, sqlite_url: str):
         session.execute(update(Callback).values(updated_at=utcnow() - timedelta(hours=1)))
     assert pipeline.sweep(settings).callbacks == 1
     assert pipeline.sweep(settings).callbacks == 0  # its clock was restarted
+
+
+def test_sweeper_resends_a_never_tried_callback_after_the_pending_timeout(
+    school: str, sqlite_url: str
+):
+    """A callback whose task the broker lost before any attempt is as lost as a pending
+    post (``PENDING_TIMEOUT_S``); one in its retry backoff waits ``CALLBACK_STALE_AFTER_S``."""
+    tried, never = (submit(sqlite_url, post_body(p, "hallo")) for p in ("p7", "p8"))
+    settings = get_settings()
+    for pk in (tried, never):
+        pipeline.run_text_check(settings, pk)
+    three_minutes_ago = utcnow() - timedelta(minutes=3)  # past 120 s, short of 15 min
+    with session_scope(sqlite_url) as session:
+        session.execute(update(Callback).values(updated_at=three_minutes_ago))
+        session.execute(update(Callback).where(Callback.post_pk == tried).values(attempts=1))
+    assert pipeline.sweep(settings).callbacks == 1
+    with session_scope(sqlite_url) as session:
+        fresh = session.scalars(
+            select(Callback.post_pk).where(Callback.updated_at > three_minutes_ago)
+        ).all()
+    assert fresh == [never]  # the one re-sent had its clock restarted

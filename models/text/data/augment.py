@@ -12,7 +12,9 @@ variant next to its source. This script is the exact recipe (seeded, determinist
   abbreviations such as "ff", "mss", "vr").
 
 Run ``python models/text/data/augment.py`` after editing raw/ and before split.py.
-It never reads the *_augmented files, so re-running gives the same output.
+It never reads the *_augmented files, so re-running gives the same output. It also
+skips the ``*_v2`` batch (written later, with its own hand-written obfuscations), so
+adding that batch did not reshuffle the augmented items the earlier splits were built on.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any, Final
 
 RAW: Final = Path(__file__).resolve().parent / "raw"
 SEED: Final = 20261128
+SKIP_SUFFIXES: Final = ("_augmented", "_v2")  # file stems never used as sources
 QUOTAS: Final = {("nl", "pos"): 230, ("en", "pos"): 45, ("nl", "ben"): 60}  # items per pool
 HARD_KINDS: Final = ("hard_negative", "quote", "counter_speech", "negation")
 
@@ -185,7 +188,7 @@ def sloppy(text: str) -> str:
 def main() -> None:
     rows: list[dict[str, Any]] = []
     for p in sorted(RAW.glob("*.jsonl")):
-        if not p.stem.endswith("_augmented"):
+        if not p.stem.endswith(SKIP_SUFFIXES):
             rows += [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines()]
     seen = {" ".join(r["text"].lower().split()) for r in rows}
     out: dict[str, list[dict[str, Any]]] = {"nl": [], "en": []}

@@ -67,7 +67,9 @@ def _submit(
     if intake.created:
         checks = needed_checks(intake.post)
         enqueuer.post(intake.post.pk, text=TEXT_CHECK in checks, media=MEDIA_CHECK in checks)
-    return post_public(session=session, post=intake.post), intake.created
+        # just stored and queued: pending, with no decision to read back
+        return PostPublic(id=intake.post.external_id, status=PostStatus.PENDING), True
+    return post_public(session=session, post=intake.post), False
 
 
 @router.post(

@@ -26,13 +26,15 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 import moderation.review
-from moderation.api.deps import EnqueuerDep, SessionDep, SettingsDep
+from moderation.api.deps import EnqueuerDep, RowId, SessionDep, SettingsDep
 from moderation.api.routes.review import stream_audit_csv
 from moderation.errors import InvalidInput, NotAuthenticated, NotFound
+from moderation.photo_copies import review_copy
 from moderation.review.texts import (
     ACTION_LABELS,
     CATEGORY_LABELS,
     DEFAULT_LANG,
+    FACE_LABELS,
     KIND_LABELS,
     REJECT_TEMPLATES,
     ROLE_LABELS,
@@ -69,6 +71,7 @@ FILTER_KEYS = ("category", "group", "role", "kind", "escalated")
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
+        "media-src 'self'; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Frame-Options": "DENY",
@@ -100,6 +103,7 @@ def _render(name: str, lang: Lang, status: int = 200, **context: Any) -> HTMLRes
         KIND_LABELS=KIND_LABELS,
         ROLE_LABELS=ROLE_LABELS,
         ACTION_LABELS=ACTION_LABELS,
+        FACE_LABELS=FACE_LABELS,
         reviewer=context.pop("reviewer", None),
         csrf=context.pop("csrf", ""),
         **context,
@@ -352,9 +356,12 @@ def decide(
 
 
 @router.get("/attachments/{attachment_pk}")
-def attachment(attachment_pk: int, request: Request, session: SessionDep, web: WebDep) -> Response:
-    """A photo of a post in the reviewer's scope: the metadata-stripped copy if there is
-    one, else the original. (Face boxes: the face module adds them, a later issue.)"""
+def attachment(
+    attachment_pk: RowId, request: Request, session: SessionDep, web: WebDep
+) -> Response:
+    """A photo or video of a post in the reviewer's scope: the metadata-stripped copy if
+    there is one, else the original; children without consent blurred (``review_copy``).
+    The page draws the face boxes over it from the media check's stored faces."""
     if web is None:
         return _message(_lang_of(request), 401, "login_needed_title", "login_needed")
     try:
@@ -366,6 +373,9 @@ def attachment(attachment_pk: int, request: Request, session: SessionDep, web: W
     data = found.released_data or found.data
     if data is None:
         return _message(web.lang, 404, "not_found_title", "not_found")
+    if found.released_data is not None and found.content_type.startswith("image/"):
+        detail = review.media_details(session, [found.post_pk]).get(found.post_pk, {})
+        data = review_copy(data, found.content_type, detail.get(found.external_id))
     return Response(
         data,
         media_type=found.content_type,
