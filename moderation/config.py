@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     max_request_bytes: int = 64 * 1024 * 1024  # whole request body, base64 included
     # Videos (moderation/video.py). The body limit above must hold a base64 video of
     # max_video_bytes (4/3 of it, 53 MiB for 40 MiB) plus the JSON around it.
-    max_video_bytes: int = 40 * 1024 * 1024  # bytes per video (max_attachment_bytes also applies)
+    max_video_bytes: int = 40 * 1024 * 1024  # bytes per video (photos: max_attachment_bytes)
     max_video_duration_s: float = 180.0  # seconds
     max_video_side: int = 4096  # pixels along either side of a frame
     max_video_pixels: int = 4096 * 2304  # pixels per frame

@@ -54,7 +54,7 @@ from moderation.storage.tables import (
     Score,
     utcnow,
 )
-from moderation.video import inspect_attachment
+from moderation.video import VideoLimits, inspect_attachment, is_video_type
 
 TEXT_CHECK = "text"
 MEDIA_CHECK = "media"
@@ -64,7 +64,11 @@ MEDIA_CHECK = "media"
 class IntakeLimits:
     max_text_chars: int
     max_attachments: int
-    max_attachment_bytes: int
+    max_attachment_bytes: int  # per photo
+    max_video_bytes: int = VideoLimits.MAX_BYTES  # per video
+
+    def max_bytes(self, content_type: str) -> int:
+        return self.max_video_bytes if is_video_type(content_type) else self.max_attachment_bytes
 
 
 @dataclass(frozen=True)
@@ -103,13 +107,13 @@ def _decode_attachments(post_in: PostCreate, limits: IntakeLimits) -> list[tuple
     image_limits = ImageLimits(max_bytes=limits.max_attachment_bytes)
     decoded = []
     for index, att in enumerate(post_in.attachments):
-        max_b64 = 4 * (limits.max_attachment_bytes // 3 + 1)
-        if len(att.data) > max_b64:
+        max_bytes = limits.max_bytes(att.content_type)
+        if len(att.data) > 4 * (max_bytes // 3 + 1):  # base64: checked before decoding
             raise PayloadTooLarge(
-                f"attachment {att.id!r} is over {limits.max_attachment_bytes} bytes",
+                f"attachment {att.id!r} is over {max_bytes} bytes",
                 code="attachment_too_large",
                 attachment=att.id,
-                limit=limits.max_attachment_bytes,
+                limit=max_bytes,
             )
         try:
             data = base64.b64decode(att.data, validate=True)
@@ -120,12 +124,12 @@ def _decode_attachments(post_in: PostCreate, limits: IntakeLimits) -> list[tuple
                 attachment=att.id,
                 index=index,
             ) from exc
-        if len(data) > limits.max_attachment_bytes:
+        if len(data) > max_bytes:
             raise PayloadTooLarge(
-                f"attachment {att.id!r} is over {limits.max_attachment_bytes} bytes",
+                f"attachment {att.id!r} is over {max_bytes} bytes",
                 code="attachment_too_large",
                 attachment=att.id,
-                limit=limits.max_attachment_bytes,
+                limit=max_bytes,
             )
         info = inspect_attachment(data, att.content_type, image_limits)  # images and videos
         decoded.append((att.id, info.content_type, data))

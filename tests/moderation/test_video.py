@@ -41,7 +41,7 @@ from moderation.video import (
     strip_video_metadata,
 )
 from tests.conftest import Configure, new_school
-from tests.helpers import ROSTER, post_body
+from tests.helpers import ROSTER, attachment, jpeg_bytes, post_body
 
 FORMATS = {  # container -> (PyAV muxer, video encoder)
     VideoContainer.MP4: ("mp4", "libx264"),
@@ -476,6 +476,26 @@ def test_api_accepts_a_video(api, clip):
     client, headers = api
     r = client.post("/v1/posts", json=video_post(clip), headers=headers)
     assert r.status_code == 202, r.text
+
+
+def test_videos_have_their_own_size_limit(configure: Configure, sqlite_url: str, clip):
+    """A video may be larger than a photo may (MAX_VIDEO_BYTES against MAX_ATTACHMENT_BYTES)."""
+    photo_cap = len(clip) // 2
+    configure(
+        database_url=sqlite_url, max_attachment_bytes=str(photo_cap), max_video_bytes=str(len(clip))
+    )
+    headers = {"Authorization": f"Bearer {new_school(sqlite_url, 'school-a')}"}
+    with TestClient(create_app()) as client:
+        client.post("/v1/roster", json=ROSTER, headers=headers)
+        assert client.post("/v1/posts", json=video_post(clip), headers=headers).status_code == 202
+        photo = attachment("a1", jpeg_bytes((400, 300)))
+        big = photo | {"data": base64.b64encode(b"\xff" * (photo_cap + 1)).decode()}
+        r = client.post("/v1/posts", json=post_body("p2", attachments=[big]), headers=headers)
+        assert r.status_code == 413
+        assert r.json()["error"]["details"]["limit"] == photo_cap
+        too_big = video_post(clip + b"\x00" * 10, post_id="p3")
+        r = client.post("/v1/posts", json=too_big, headers=headers)
+        assert (r.status_code, r.json()["error"]["details"]["limit"]) == (413, len(clip))
 
 
 # --- helper: a bomb in an H.264 header ------------------------------------------------

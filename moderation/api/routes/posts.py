@@ -61,6 +61,7 @@ def _submit(
         max_text_chars=settings.max_text_chars,
         max_attachments=settings.max_attachments,
         max_attachment_bytes=settings.max_attachment_bytes,
+        max_video_bytes=settings.max_video_bytes,
     )
     intake = create_post(session=session, school_id=school_id, post_in=post_in, limits=limits)
     session.commit()
