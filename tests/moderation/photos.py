@@ -10,12 +10,13 @@ from PIL import Image, ImageFilter
 from models.images.bench_faces import shared_faces_dir
 from moderation.domain import Action
 from moderation.errors import InvalidInput
-from moderation.photo_intake import image_hash_strings
+from moderation.photo_intake import image_hash_strings, reference_embedding
 from moderation.policy import AttachmentDecision
 from moderation.policy import Decision as PolicyDecision
 from moderation.schemas import PostCreate
 from moderation.storage.db import session_scope
 from moderation.storage.posts import IntakeLimits, create_post, record_check, store_auto_decision
+from moderation.storage.references import enrol_reference
 from tests.helpers import attachment, jpeg_bytes, post_body
 
 LIMITS = IntakeLimits(max_text_chars=10_000, max_attachments=5, max_attachment_bytes=5_000_000)
@@ -132,3 +133,27 @@ def decided_post(
 
 def plain_jpeg() -> bytes:
     return jpeg_bytes((320, 240), "orange")
+
+
+def class_photo() -> Image.Image:
+    """Obama (another photo than his reference) and Biden side by side."""
+    left, right = photo("barack_obama/obama2.jpg"), photo("joe_biden/biden.jpg")
+    right = right.resize((round(right.width * left.height / right.height), left.height))
+    canvas = Image.new("RGB", (left.width + right.width, left.height), "white")
+    canvas.paste(left, (0, 0))
+    canvas.paste(right, (left.width, 0))
+    return canvas
+
+
+def enrol(url: str, school: str, student_id: str, relative: str) -> None:
+    embedding = reference_embedding(photo(relative))
+    with session_scope(url) as session:
+        enrol_reference(
+            session=session,
+            school_id=school,
+            student_id=student_id,
+            embedding=embedding,
+            model="test",
+            enrolled_by="juf",
+            source="api",
+        )

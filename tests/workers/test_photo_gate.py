@@ -21,7 +21,7 @@ from models.images.faces import FaceAnalyzer, match
 from moderation.config import Settings, get_settings
 from moderation.photo_check import ConsentRegister
 from moderation.photo_copies import review_copy
-from moderation.photo_intake import image_hash_strings, reference_embedding
+from moderation.photo_intake import image_hash_strings
 from moderation.policy_document import parse_document
 from moderation.schemas import PostCreate, RosterIn
 from moderation.storage import review
@@ -29,13 +29,22 @@ from moderation.storage.db import session_scope
 from moderation.storage.image_hashes import block_image
 from moderation.storage.policies import set_policy
 from moderation.storage.posts import create_post, get_post, latest_decision
-from moderation.storage.references import consent_register, enrol_reference
+from moderation.storage.references import consent_register
 from moderation.storage.roster import apply_roster
 from moderation.storage.tables import Attachment, Callback, Score, TakedownReport
 from moderation.video import VideoContainer
 from tests.conftest import Configure, new_school
 from tests.helpers import ROSTER, attachment, post_body
-from tests.moderation.photos import LIMITS, encode, photo, recompressed, resized, small_face
+from tests.moderation.photos import (
+    LIMITS,
+    class_photo,
+    encode,
+    enrol,
+    photo,
+    recompressed,
+    resized,
+    small_face,
+)
 from tests.moderation.test_video import encode as encode_video
 from workers import pipeline
 from workers.recheck import recheck_student
@@ -45,30 +54,6 @@ from workers.scorers import image_models
 @pytest.fixture(scope="module")
 def analyzer() -> FaceAnalyzer:
     return FaceAnalyzer()
-
-
-def class_photo() -> Image.Image:
-    """Obama (another photo than his reference) and Biden side by side."""
-    left, right = photo("barack_obama/obama2.jpg"), photo("joe_biden/biden.jpg")
-    right = right.resize((round(right.width * left.height / right.height), left.height))
-    canvas = Image.new("RGB", (left.width + right.width, left.height), "white")
-    canvas.paste(left, (0, 0))
-    canvas.paste(right, (left.width, 0))
-    return canvas
-
-
-def enrol(url: str, school: str, student_id: str, relative: str) -> None:
-    embedding = reference_embedding(photo(relative))
-    with session_scope(url) as session:
-        enrol_reference(
-            session=session,
-            school_id=school,
-            student_id=student_id,
-            embedding=embedding,
-            model="test",
-            enrolled_by="juf",
-            source="api",
-        )
 
 
 @pytest.fixture
