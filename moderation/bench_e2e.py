@@ -64,7 +64,9 @@ MAX_CONNECTIONS = 200  # concurrent submissions the generator allows itself
 class BenchOptions:
     rate: float = 50.0  # posts submitted per second
     seconds: float = 30.0  # how long posts are submitted
-    workers: int = 1  # worker processes (each takes every queue, one task at a time)
+    workers: int = 1  # worker processes, each taking every queue
+    pool: str = "threads"  # threads: concurrent text tasks share the model's passes
+    concurrency: int = 8  # tasks at once per worker process
     mix: Mix = "realistic"
     text_scorer: str = "model"
     embedded: bool = False  # SQLite + the SQLite broker instead of PostgreSQL + Redis
@@ -77,8 +79,10 @@ class BenchOptions:
     profile: bool = False  # py-spy stacks of the API and the workers
 
     def __post_init__(self) -> None:
-        if self.rate <= 0 or self.seconds <= 0 or self.workers < 1:
-            raise ValueError("rate and seconds must be positive, workers at least 1")
+        if self.rate <= 0 or self.seconds <= 0 or self.workers < 1 or self.concurrency < 1:
+            raise ValueError("rate and seconds must be positive, workers and concurrency >= 1")
+        if self.pool not in ("solo", "threads", "prefork"):
+            raise ValueError(f"unknown pool {self.pool!r}; choose solo, threads or prefork")
         if self.embedded and (self.database_url or self.broker_url):
             raise ValueError("--embedded uses its own SQLite files; drop the URLs")
 
@@ -155,6 +159,22 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_backends(database: str) -> list[int]:
+    """The PostgreSQL server processes serving connections to ``database`` on this machine
+    (their command line names it), so the database's own CPU per post can be counted."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if cmdline.startswith("postgres:") and f" {database} " in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
 class ServiceProcess:
     """One ``moderation`` subprocess (the API or a worker), its output in a log file."""
 
@@ -201,7 +221,7 @@ def _child_env(
 ) -> dict[str, str]:
     from moderation.config import get_settings
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODERATION_")}
+    env = dict(os.environ)  # other MODERATION_* settings apply as set (e.g. MEDIA_SCORER)
     settings = get_settings()
     env.update(
         {
@@ -216,8 +236,6 @@ def _child_env(
             "PYTHONUNBUFFERED": "1",
         }
     )
-    if "MODERATION_MODEL_CACHE" in os.environ:
-        env["MODERATION_MODEL_CACHE"] = os.environ["MODERATION_MODEL_CACHE"]
     return env
 
 
@@ -562,15 +580,73 @@ def _profiler(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | 
     )
 
 
+@dataclass
+class Service:
+    """The running API and workers of one benchmark run."""
+
+    base_url: str
+    api: ServiceProcess
+    workers: list[ServiceProcess]
+
+    @property
+    def pids(self) -> dict[str, list[int]]:
+        return {"api": [self.api.pid], "workers": [w.pid for w in self.workers]}
+
+    def cpu(self, database: str | None = None) -> dict[str, dict[int, float]]:
+        """CPU seconds so far per process, by role; ``postgres``: the server processes
+        serving ``database`` (connections come and go, so counted per process)."""
+        pids = self.pids
+        if database:
+            pids["postgres"] = postgres_backends(database)
+        return {role: {p: cpu_seconds(p) for p in ps} for role, ps in pids.items()}
+
+
+def cpu_ms_per_post(
+    before: dict[str, dict[int, float]], after: dict[str, dict[int, float]], posts: int
+) -> dict[str, float]:
+    """Milliseconds of CPU per post by role, from two ``Service.cpu`` readings."""
+    return {
+        role: round(
+            sum(s - before.get(role, {}).get(pid, 0.0) for pid, s in procs.items())
+            * 1000
+            / max(posts, 1),
+            1,
+        )
+        for role, procs in after.items()
+    }
+
+
+def start_service(
+    options: BenchOptions, env: dict[str, str], workdir: Path, stack: ExitStack
+) -> Service:
+    """The API and ``options.workers`` workers, each stopped when ``stack`` closes;
+    returns once the API answers and every worker has loaded its models."""
+    port = _free_port()
+    serve = ["serve", "--no-embedded-worker", "--no-migrate", "--host", "127.0.0.1"]
+    api = ServiceProcess("api", [*serve, "--port", str(port)], env, workdir / "api.log")
+    stack.callback(api.stop)
+    workers = []
+    for i in range(options.workers):
+        argv = ["worker", "--pool", options.pool, "--concurrency", str(options.concurrency)]
+        argv += ["--beat"] if i == 0 else []  # one sweeper schedule
+        worker = ServiceProcess(f"worker-{i}", argv, env, workdir / f"worker-{i}.log")
+        stack.callback(worker.stop)
+        workers.append(worker)
+    base_url = f"http://127.0.0.1:{port}"
+    api.wait_for(lambda: _healthy(base_url), timeout_s=60)
+    for worker in workers:
+        log_path = worker.log_path
+        worker.wait_for(lambda path=log_path: b"ready." in path.read_bytes())  # type: ignore[misc]
+    return Service(base_url, api, workers)
+
+
 def run_bench(options: BenchOptions, progress: Progress = lambda _: None) -> BenchResult:
     """Start the service, load it, drain it, measure it, stop it; see the module doc."""
     from moderation.storage.migrate import upgrade
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
-    out = options.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    workdir = out / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
-    workdir.mkdir()
+    workdir = options.out_dir / f"run-{time.strftime('%Y%m%d-%H%M%S')}"
+    workdir.mkdir(parents=True)
     with ExitStack() as stack:
         database_url, broker_url = stack.enter_context(backends(options, workdir))
         upgrade(database_url)
@@ -578,51 +654,22 @@ def run_bench(options: BenchOptions, progress: Progress = lambda _: None) -> Ben
         stack.callback(receiver.close)
         school_id, api_key = _create_school(database_url, receiver.url)
         env = _child_env(options, database_url, broker_url, workdir)
-        port = _free_port()
-        api = ServiceProcess(
-            "api",
-            [
-                "serve",
-                "--no-embedded-worker",
-                "--no-migrate",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            env,
-            workdir / "api.log",
-        )
-        stack.callback(api.stop)
-        workers = []
-        for i in range(options.workers):
-            argv = ["worker", "--pool", "solo"] + (["--beat"] if i == 0 else [])
-            worker = ServiceProcess(f"worker-{i}", argv, env, workdir / f"worker-{i}.log")
-            stack.callback(worker.stop)
-            workers.append(worker)
-        base_url = f"http://127.0.0.1:{port}"
-        api.wait_for(lambda: _healthy(base_url), timeout_s=60)
-        progress(
-            f"API up on {base_url}; waiting for {options.workers} worker(s) to load the "
-            f"{options.text_scorer} scorer"
-        )
-        for worker in workers:
-            worker.wait_for(lambda w=worker: b"ready." in w.log_path.read_bytes())  # type: ignore[misc]
-        r = httpx.post(
-            f"{base_url}/v1/roster", json=ROSTER, headers={"Authorization": f"Bearer {api_key}"}
-        )
-        r.raise_for_status()
+        progress(f"starting the API and {options.workers} worker(s) ({options.text_scorer})")
+        service = start_service(options, env, workdir, stack)
+        headers = {"Authorization": f"Bearer {api_key}"}
+        httpx.post(f"{service.base_url}/v1/roster", json=ROSTER, headers=headers).raise_for_status()
         progress(f"building the {options.mix} mix (texts, phone-sized photos)")
         material = Material(options.mix)
         templates = material.stream()
-        if options.warmup_posts:
+        if options.warmup_posts:  # connection pools, lazy imports, first passes: not measured
+            warm_rate = min(options.rate, 10)
             warm = asyncio.run(
                 drive(
-                    base_url,
+                    service.base_url,
                     api_key,
                     templates,
-                    rate=min(options.rate, 10),
-                    seconds=options.warmup_posts / min(options.rate, 10),
+                    rate=warm_rate,
+                    seconds=options.warmup_posts / warm_rate,
                     prefix="warmup",
                 )
             )
@@ -637,22 +684,14 @@ def run_bench(options: BenchOptions, progress: Progress = lambda _: None) -> Ben
                 f"decided {decided_count(database_url, school_id) - already}"
             )
 
-        progress(
-            f"submitting {options.rate:g} posts/s for {options.seconds:g} s "
-            f"to {options.workers} worker(s)"
-        )
-        pids = {"api": [api.pid], "workers": [w.pid for w in workers]}
-        cpu_before = {role: sum(cpu_seconds(p) for p in ps) for role, ps in pids.items()}
-        profilers = []
-        if options.profile:
-            for name, pid in [("api", api.pid)] + [(w.name, w.pid) for w in workers]:
-                proc = _profiler(pid, options.seconds, workdir / f"profile-{name}.txt")
-                if proc is not None:
-                    profilers.append(proc)
+        progress(f"submitting {options.rate:g} posts/s for {options.seconds:g} s")
+        database = None if options.embedded else database_url.rsplit("/", 1)[-1].split("?")[0]
+        cpu_before = service.cpu(database)
+        profilers = _start_profilers(service, options.seconds, workdir) if options.profile else []
         start = time.monotonic()
         subs = asyncio.run(
             drive(
-                base_url,
+                service.base_url,
                 api_key,
                 templates,
                 rate=options.rate,
@@ -667,10 +706,9 @@ def run_bench(options: BenchOptions, progress: Progress = lambda _: None) -> Ben
         _wait_decided(
             database_url, school_id, accepted + already, timeout_s=options.drain_timeout_s
         )
-        cpu_after = {role: sum(cpu_seconds(p) for p in ps) for role, ps in pids.items()}
+        cpu_after = service.cpu(database)
         outcomes = read_outcomes(database_url, school_id)
-        decided_now = sum(1 for o in outcomes.values() if o.decided_at)
-        _wait_callbacks(receiver, decided_now, timeout_s=30)
+        _wait_callbacks(receiver, sum(1 for o in outcomes.values() if o.decided_at), timeout_s=30)
         for proc in profilers:
             proc.wait(timeout=60)
         result = measure(subs, outcomes, receiver.snapshot(), school_id=school_id, window_s=window)
@@ -679,15 +717,13 @@ def run_bench(options: BenchOptions, progress: Progress = lambda _: None) -> Ben
                 "offered_rate": options.rate,
                 "seconds": options.seconds,
                 "workers": options.workers,
+                "pool": f"{options.pool} x{options.concurrency}",
                 "mix": options.mix,
                 "text_scorer": options.text_scorer,
                 "backend": "sqlite+sqlite-broker"
                 if options.embedded
                 else _backend_name(database_url, broker_url),
-                "cpu_ms_per_post": {
-                    role: round((cpu_after[role] - cpu_before[role]) * 1000 / max(accepted, 1), 1)
-                    for role in pids
-                },
+                "cpu_ms_per_post": cpu_ms_per_post(cpu_before, cpu_after, accepted),
                 "photo_kb": [round(b / 1024) for b in material.photo_bytes],
                 "logs": str(workdir),
             }
@@ -701,6 +737,14 @@ def run_bench(options: BenchOptions, progress: Progress = lambda _: None) -> Ben
             result.summary["histogram"] = str(png)
         (workdir / "result.json").write_text(json.dumps(result.summary, indent=2))
     return result
+
+
+def _start_profilers(
+    service: Service, seconds: float, workdir: Path
+) -> list[subprocess.Popen[bytes]]:
+    named = [("api", service.api.pid)] + [(w.name, w.pid) for w in service.workers]
+    started = (_profiler(pid, seconds, workdir / f"profile-{name}.txt") for name, pid in named)
+    return [proc for proc in started if proc is not None]
 
 
 def _backend_name(database_url: str, broker_url: str) -> str:
@@ -735,7 +779,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     cb = summary["callbacks"]
     cpu = summary["cpu_ms_per_post"]
     lines = [
-        f"{summary['backend']}, {summary['workers']} worker(s), {summary['mix']} mix, "
+        f"{summary['backend']}, {summary['workers']} worker(s) ({summary['pool']}), "
+        f"{summary['mix']} mix, "
         f"{summary['text_scorer']} text scorer, offered {summary['offered_rate']:g} posts/s "
         f"for {summary['seconds']:g} s",
         f"accepted {summary['posts_per_s']} posts/s ({summary['accepted']} of "
@@ -748,7 +793,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"p95 {summary['submit_p95_ms']:.0f} ms",
         f"lost {summary['lost']}, duplicated {summary['duplicated']}; callbacks delivered "
         f"{cb['delivered']}, missing {cb['missing']}, duplicated {cb['duplicated']}",
-        f"CPU per post: API {cpu['api']} ms, workers {cpu['workers']} ms",
+        f"CPU per post: API {cpu['api']} ms, workers {cpu['workers']} ms"
+        + (f", PostgreSQL {cpu['postgres']} ms" if "postgres" in cpu else ""),
         f"statuses: {summary['statuses']}",
         f"logs and result.json: {summary['logs']}",
     ]

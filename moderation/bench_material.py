@@ -173,7 +173,10 @@ class Material:
         return [len(p) for p in self.photos]
 
     def _attachments(self, n: int) -> list[dict[str, str]]:
-        picks = self.rng.sample(range(len(self._b64)), n)
+        count = len(self._b64)  # distinct photos where there are enough
+        picks = (
+            self.rng.sample(range(count), n) if n <= count else self.rng.choices(range(count), k=n)
+        )
         return [
             {"id": f"foto-{i + 1}", "content_type": "image/jpeg", "data": self._b64[p]}
             for i, p in enumerate(picks)

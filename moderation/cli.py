@@ -568,31 +568,51 @@ app.add_typer(bench_app, name="bench")
 @bench_app.command("text")
 def bench_text(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object")] = False,
-    posts: Annotated[int, typer.Option(help="Posts for the batched run")] = 512,
+    posts: Annotated[int, typer.Option(min=1, help="Posts for the batched run")] = 512,
+    single: Annotated[int, typer.Option(min=1, help="Posts scored one by one")] = 100,
+    rounds: Annotated[
+        int, typer.Option(min=1, help="Alternating rounds of ours and the reference")
+    ] = 3,
+    plot: Annotated[
+        Path | None, typer.Option(help="Latency histogram (PNG; needs matplotlib, dev extra)")
+    ] = None,
 ) -> None:
-    """Posts/s and single-post latency of the text scorer beside an XLM-R-base reference."""
+    """Posts/s and single-post latency of the service's text scorer (the configured
+    backend) beside an XLM-R-base reference, in the same process."""
     import json as json_
 
     from models.text.bench import run_benchmark
     from models.text.encoder import build_encoder
     from workers.scorers import text_scorer
 
-    scorer = text_scorer(get_settings())
+    settings = get_settings()
+    typer.echo(f"loading the text scorer ({settings.text_scorer}) ...", err=True)
+    scorer = text_scorer(settings)
     result = run_benchmark(
         scorer,
         tokenizer_path=str(build_encoder()),
         posts=posts,
+        single=single,
+        rounds=rounds,
+        backend=settings.text_backend if settings.text_scorer == "model" else None,
+        plot=plot,
         progress=lambda m: typer.echo(m, err=True),
     )
+    if plot is not None and "plot" not in result:
+        typer.echo("no histogram: matplotlib is not installed (pip install -e '.[dev]')", err=True)
     if as_json:
         typer.echo(json_.dumps(result))
         return
+    backend = f", {result['backend']}" if result["backend"] else ""
     typer.echo(
-        f"ours ({result['scorer']}): {result['posts_per_s']} posts/s batched, "
+        f"ours ({result['scorer']}{backend}): {result['posts_per_s']} posts/s batched, "
         f"single post p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms\n"
         f"reference (XLM-R-base, transformers pipeline): {result['reference_posts_per_s']} "
-        f"posts/s, p50 {result['reference_p50_ms']} ms\n"
-        f"speedup: {result['speedup']}x  ({result['threads']} threads, same process)"
+        f"posts/s, p50 {result['reference_p50_ms']} ms, p95 {result['reference_p95_ms']} ms\n"
+        f"speedup: {result['speedup']}x (per round: {result['speedup_per_round']}; "
+        f"{result['threads']} threads, same process, "
+        f"load {result['load_1m']})"
+        + (f"\nhistogram: {result['plot']}" if "plot" in result else "")
     )
 
 
@@ -620,6 +640,8 @@ def bench_e2e(
     rate: Annotated[float, typer.Option(help="Posts submitted per second")] = 50.0,
     seconds: Annotated[float, typer.Option(help="How long posts are submitted")] = 30.0,
     workers: Annotated[int, typer.Option(help="Worker processes (each takes every queue)")] = 1,
+    pool: Annotated[str, typer.Option(help="Worker pool: threads, solo or prefork")] = "threads",
+    concurrency: Annotated[int, typer.Option(help="Tasks at once per worker process")] = 8,
     mix: Annotated[
         str, typer.Option(help="realistic (70% text, 25% a photo, 5% several) or text")
     ] = "realistic",
@@ -660,6 +682,8 @@ def bench_e2e(
             rate=rate,
             seconds=seconds,
             workers=workers,
+            pool=pool,
+            concurrency=concurrency,
             mix=mix,  # type: ignore[arg-type]  # checked above
             text_scorer=text_scorer,
             embedded=embedded,

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
 
     # Pipeline
     text_scorer: Literal["model", "lexicon", "fake"] = "model"
+    # how the model scorer runs its encoder (models/text/README.md: speed and accuracy)
+    text_backend: Literal["torch", "torch-bf16", "onnx", "onnx-int8"] = "onnx-int8"
     # the photo gate's face and nudity models; "fake" finds no face and no nudity (for
     # tests of the plumbing only: it releases every readable photo)
     media_scorer: Literal["model", "fake"] = "model"

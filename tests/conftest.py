@@ -3,6 +3,9 @@
 PostgreSQL (127.0.0.1:5432, trust auth) and Redis (6379) run on every developer and CI
 machine (``.ci/run`` starts them if they are down). Each test session creates its own
 PostgreSQL database and uses its own Redis database number, so runs don't collide.
+A test that must stop or restart a server uses one of its own instead
+(``private_redis``, ``private_postgres``; ``tests/private_services.py``): the shared
+ones serve everybody's tests at the same time.
 """
 
 from __future__ import annotations

@@ -7,13 +7,15 @@ from typing import TYPE_CHECKING
 
 from moderation.config import Settings
 from moderation.domain import TextScorer
+from workers.batching import BatchingScorer
 
 if TYPE_CHECKING:
     from models.images.pipeline import ImageModels
+    from models.text.encoder import Backend
 
 
 @lru_cache(maxsize=4)
-def _text_scorer(kind: str, fake_delay_s: float) -> TextScorer:
+def _text_scorer(kind: str, fake_delay_s: float, backend: Backend = "onnx-int8") -> TextScorer:
     if kind == "fake":
         from models.text.fake import FakeTextScorer
 
@@ -21,7 +23,8 @@ def _text_scorer(kind: str, fake_delay_s: float) -> TextScorer:
     if kind == "model":
         from models.text.classifier import TextClassifier
 
-        return TextClassifier()
+        # concurrent tasks of a threads-pool worker share one forward pass
+        return BatchingScorer(TextClassifier(backend=backend))
     if kind == "lexicon":
         from models.text.lexicon import LexiconScorer
 
@@ -30,7 +33,7 @@ def _text_scorer(kind: str, fake_delay_s: float) -> TextScorer:
 
 
 def text_scorer(settings: Settings) -> TextScorer:
-    return _text_scorer(settings.text_scorer, settings.fake_scorer_delay_s)
+    return _text_scorer(settings.text_scorer, settings.fake_scorer_delay_s, settings.text_backend)
 
 
 @lru_cache(maxsize=2)

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,8 +30,15 @@ from torch import nn
 from models.text.lexicon import LexiconScorer
 from moderation.domain import Category, CategoryScore, Span, TextScore
 
+if TYPE_CHECKING:
+    from models.text.encoder import Backend
+
 CATEGORIES: tuple[Category, ...] = tuple(Category)
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+# The backend the service runs unless MODERATION_TEXT_BACKEND says otherwise: the
+# fastest whose test-split accuracy matches torch fp32 (models/text/README.md).
+DEFAULT_BACKEND: Backend = "onnx-int8"
+DEFAULT_THREADS = min(2, os.cpu_count() or 1)  # intra-op threads; workers have 2 cores
 LEXICON_SPAN_MIN = 0.3  # a lexicon match at least this strong explains a category
 CLAUSE = re.compile(r"[^.!?\n;]+[.!?\n;]*")
 
@@ -92,7 +101,14 @@ def clauses(text: str) -> list[Span]:
 
 
 class TextClassifier:
-    """The service's text scorer: one forward pass per batch of posts."""
+    """The service's text scorer: one forward pass per batch of posts.
+
+    ``backend`` picks how the encoder runs (``models.text.encoder.BACKENDS``); the head
+    and calibration are a few hundred multiply-adds and run in numpy for all of them.
+    With an onnx backend the adapters are merged into the encoder and exported once to
+    the model cache (``build_onnx``), keyed by the digest of the base weights and the
+    adapters. What each backend costs and how accurate it is: ``models/text/README.md``.
+    """
 
     name = "model"
     SPAN_AT = 0.3  # a category this likely gets spans (the policy flags from 0.4)
@@ -101,60 +117,45 @@ class TextClassifier:
         self,
         weights_dir: Path = DEFAULT_WEIGHTS_DIR,
         *,
-        num_threads: int | None = None,
+        backend: Backend = DEFAULT_BACKEND,
+        num_threads: int | None = DEFAULT_THREADS,
         batch_size: int = 32,
+        cache_dir: Path | None = None,
     ) -> None:
-        from peft import PeftModel
-        from transformers import AutoTokenizer, BertModel
-
-        from models.text.encoder import MAX_LENGTH, PASSAGE_PREFIX, build_encoder
+        from models.text.encoder import TextEncoder
 
         verify_weights(weights_dir)
-        if num_threads is not None:
-            torch.set_num_threads(num_threads)
-        base_dir = build_encoder()
-        self.tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
-        base = BertModel.from_pretrained(str(base_dir), add_pooling_layer=False)
-        merged = PeftModel.from_pretrained(base, str(weights_dir / "adapter")).merge_and_unload()
-        self.encoder: nn.Module = merged
-        self.encoder.train(False)
-        self.head = Head(int(base.config.hidden_size))
-        self.head.load_state_dict(torch.load(weights_dir / "head.pt", weights_only=True))
-        self.head.train(False)
+        self.backend = backend
+        self.encoder = TextEncoder(
+            backend=backend,
+            num_threads=num_threads,
+            cache_dir=cache_dir,
+            adapter_dir=weights_dir / "adapter",
+        )
+        head = torch.load(weights_dir / "head.pt", weights_only=True)
+        weight = head["linear.weight"].numpy().astype(np.float32)  # (categories, hidden + 4)
+        self._pooled_weight = weight[:, : self.encoder.dim].T * np.float32(
+            Head(self.encoder.dim).scale  # the head scales the unit-length embedding up
+        )
+        self._lexicon_weight = weight[:, self.encoder.dim :].T
+        self._head_bias = head["linear.bias"].numpy().astype(np.float32)
         calibration = json.loads((weights_dir / "calibration.json").read_text())["calibration"]
         self.scale = np.array(calibration["scale"], dtype=np.float32)
         self.bias = np.array(calibration["bias"], dtype=np.float32)
         self.lexicon = LexiconScorer()
         self.batch_size = batch_size
-        self.max_length = MAX_LENGTH
-        self.prefix = PASSAGE_PREFIX
 
     def probabilities(
         self, texts: Sequence[str], lexicon: NDArray[np.float32] | None = None
     ) -> NDArray[np.float32]:
         """Calibrated probabilities, one row per text, one column per category."""
-        out = np.zeros((len(texts), len(CATEGORIES)), dtype=np.float32)
         if not texts:
-            return out
+            return np.zeros((0, len(CATEGORIES)), dtype=np.float32)
         lex = lexicon_features(self.lexicon, texts) if lexicon is None else lexicon
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start : start + self.batch_size]
-                enc = self.tokenizer(
-                    [self.prefix + texts[i] for i in rows],
-                    truncation=True,
-                    max_length=self.max_length,
-                    padding=True,
-                    return_tensors="pt",
-                )
-                hidden = self.encoder(
-                    input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]
-                ).last_hidden_state
-                pooled = mean_pool(hidden, enc["attention_mask"])
-                logits = self.head(pooled, torch.from_numpy(lex[rows])).numpy()
-                out[rows] = 1 / (1 + np.exp(-(self.scale * logits + self.bias)))
-        return out
+        pooled = self.encoder.embed(texts, batch_size=self.batch_size)
+        logits = pooled @ self._pooled_weight + lex @ self._lexicon_weight + self._head_bias
+        probs: NDArray[np.float32] = 1 / (1 + np.exp(-(self.scale * logits + self.bias)))
+        return probs.astype(np.float32)
 
     def score(self, texts: Sequence[str]) -> list[TextScore]:
         lex_scores = self.lexicon.score(texts)
@@ -178,10 +179,14 @@ class TextClassifier:
         self, texts: Sequence[str], probs: NDArray[np.float32], lex: list[TextScore]
     ) -> dict[tuple[int, int], tuple[Span, ...]]:
         """Lexicon spans where the lexicon explains a flagged category, else the clause
-        that scores highest on its own."""
+        that scores highest on its own.
+
+        Each clause is scored once for all the categories that need it, and a text of a
+        single clause needs no scoring at all: that clause is the answer.
+        """
         found: dict[tuple[int, int], tuple[Span, ...]] = {}
-        todo: list[tuple[int, int, Span]] = []
-        for i, text in enumerate(texts):
+        todo: dict[int, list[int]] = {}  # text -> categories to explain by clause
+        for i in range(len(texts)):
             for j, cat in enumerate(CATEGORIES):
                 if probs[i, j] < self.SPAN_AT:
                     continue
@@ -189,16 +194,21 @@ class TextClassifier:
                 if lexical.score >= LEXICON_SPAN_MIN and lexical.spans:
                     found[(i, j)] = lexical.spans
                 else:
-                    todo.extend((i, j, span) for span in clauses(text))
-        if todo:
-            parts = [texts[i][s:e] for i, _, (s, e) in todo]
-            part_probs = self.probabilities(parts)
+                    todo.setdefault(i, []).append(j)
+        parts: list[tuple[int, Span]] = []
+        for i, categories in todo.items():
+            pieces = clauses(texts[i])
+            if len(pieces) == 1:
+                found.update({(i, j): (pieces[0],) for j in categories})
+            else:
+                parts.extend((i, span) for span in pieces)
+        if parts:
+            part_probs = self.probabilities([texts[i][s:e] for i, (s, e) in parts])
             best: dict[tuple[int, int], tuple[float, Span]] = {}
-            for (i, j, span), p in zip(
-                todo, part_probs[:, [j for _, j, _ in todo]].diagonal(), strict=True
-            ):
-                if (i, j) not in best or p > best[(i, j)][0]:
-                    best[(i, j)] = (float(p), span)
+            for (i, span), row in zip(parts, part_probs, strict=True):
+                for j in todo[i]:
+                    if (i, j) not in best or row[j] > best[(i, j)][0]:
+                        best[(i, j)] = (float(row[j]), span)
             for key, (_, span) in best.items():
                 found[key] = (span,)
         return found

@@ -61,6 +61,10 @@ def current_school(
     school = school_for_key(
         session=session, api_key=credentials.credentials, pepper=settings.api_key_pepper
     )
+    # End the read and give its connection back: the route may wait next for a worker
+    # thread, and a burst of requests each holding a connection while they wait ran the
+    # pool dry (timeouts, measured under `moderation bench e2e`). The school stays loaded.
+    session.commit()
     limit = parse(settings.rate_limit)
     if not _limiter(settings.rate_limit_storage).hit(limit, "key", school.api_key_hash):
         raise RateLimited(

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -123,8 +124,9 @@ DATABASE_RETRY_AFTER_S = 2  # seconds the client waits before sending the reques
 
 
 async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
-    """The database is unreachable (a restart, a fail-over): nothing was accepted, and the
-    same request sent again later is safe (a post's id makes the retry idempotent)."""
+    """The database is unreachable (a restart, a fail-over) or every pooled connection is
+    busy: nothing was accepted, and the same request sent again later is safe (a post's
+    id makes the retry idempotent)."""
     log.warning("database unavailable: %s", type(exc).__name__)
     return error_response(
         503,
@@ -146,4 +148,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(InterfaceError, _database_unavailable)
+    app.add_exception_handler(PoolTimeout, _database_unavailable)  # every connection busy
     app.add_exception_handler(Exception, _unexpected)

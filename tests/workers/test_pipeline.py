@@ -151,3 +151,14 @@ def test_sweeper_resends_a_never_tried_callback_after_the_pending_timeout(
             select(Callback.post_pk).where(Callback.updated_at > three_minutes_ago)
         ).all()
     assert fresh == [never]  # the one re-sent had its clock restarted
+
+
+def test_a_stale_window_inside_the_callback_backoff_is_refused_at_start():
+    """The sweeper would re-send callbacks that are only waiting for their retry."""
+    from pydantic import ValidationError
+
+    from moderation.config import Settings
+
+    with pytest.raises(ValidationError, match="CALLBACK_STALE_AFTER_S"):
+        Settings(callback_backoff_cap_s=600, callback_stale_after_s=300)
+    assert Settings(callback_backoff_cap_s=2, callback_stale_after_s=5).callback_stale_after_s == 5
