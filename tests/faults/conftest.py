@@ -10,6 +10,7 @@ Recovery settings are shortened (``FAST_RECOVERY``) so each test stays near a mi
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections import Counter
@@ -31,6 +32,7 @@ from tests.helpers import ROSTER, CallbackReceiver, Stack, attachment, jpeg_byte
 # Every recovery path, shortened from minutes to seconds; same code paths as production.
 FAST_RECOVERY = {
     "text_scorer": "fake",
+    "media_scorer": "fake",  # the plumbing is under test here, not the image models
     "fake_scorer_delay_s": "0.02",  # each task takes a moment, so faults land mid-task
     "task_max_retries": "3",
     "pending_timeout_s": "3",  # the sweeper re-sends posts pending this long
@@ -116,12 +118,17 @@ class PostFlow:
 
 
 def wait_mid_task(worker: WorkerProcess, task: str = "score_text", timeout_s: float = 10) -> None:
-    """Return while ``worker`` is inside a ``task`` (its log's last task line says the task
-    was received, not yet that it succeeded), so a fault lands mid-task."""
+    """Return while ``worker`` is inside a ``task`` (the log says a task of that name was
+    received and not yet that it finished), so a fault lands mid-task. Tasks overlap in a
+    threads pool, so this follows task ids, not the order of the lines."""
+    pattern = re.compile(rf"Task moderation\.{task}\[([0-9a-f-]+)\] (received|succeeded|failed)")
 
     def busy() -> bool:
-        lines = [line for line in worker.log_text().splitlines() if "Task moderation." in line]
-        return bool(lines) and task in lines[-1] and lines[-1].endswith("received")
+        started: set[str] = set()
+        finished: set[str] = set()
+        for found in pattern.finditer(worker.log_text()):
+            (started if found[2] == "received" else finished).add(found[1])
+        return bool(started - finished)
 
     deadline = time.monotonic() + timeout_s
     while not busy():
