@@ -36,11 +36,9 @@ from moderation.storage.references import consent_register
 from moderation.storage.tables import Attachment, Post
 from moderation.storage.takedowns import TakedownReason, report_takedown
 from moderation.video import VideoLimits, is_video_type, sample_frames
+from workers.media import FRAME_EVERY_S, MAX_FRAMES
 
 log = logging.getLogger(__name__)
-
-FRAME_EVERY_S = 1.0
-MAX_FRAMES = 30
 
 
 @dataclass(frozen=True, slots=True)
