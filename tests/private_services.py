@@ -35,11 +35,20 @@ import psycopg
 READY_TIMEOUT_S = 60.0  # a loaded 2-core machine can take a while to start PostgreSQL
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port nobody listens on right now (the server binds it a moment later)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port nobody listens on right now (the server binds it a moment later), and
+    one this test process never handed out before: a server's address is then never
+    that of an earlier test's server, whose clients may still be cached in the process."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def port_open(port: int) -> bool:
