@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -98,16 +99,30 @@ class PostFlow:
     def run(
         self, seconds: float, events: Sequence[tuple[float, Callable[[], object]]] = ()
     ) -> None:
-        """Send for ``seconds``; each event runs once its time (from the start) has come."""
-        pending = sorted(events, key=lambda e: e[0])
+        """Send for ``seconds`` while ``events`` run in order, each once its time (from the
+        start) has come, on a thread of their own: an event that waits (for a task in
+        progress, say) never pauses the flow, which would let the worker run dry."""
         start = time.monotonic()
+        failures: list[BaseException] = []
+
+        def script() -> None:
+            try:
+                for at, action in sorted(events, key=lambda e: e[0]):
+                    time.sleep(max(0.0, at - (time.monotonic() - start)))
+                    action()
+            except BaseException as exc:  # re-raised in the test's thread below
+                failures.append(exc)
+
+        faults = threading.Thread(target=script, name="faults", daemon=True)
+        faults.start()
         tick = 1.0 / self.rate_per_s
-        while (now := time.monotonic() - start) < seconds or pending:
-            while pending and pending[0][0] <= now:
-                pending.pop(0)[1]()
+        while (now := time.monotonic() - start) < seconds or faults.is_alive():
             if now < seconds:
                 self.send(self._next())
             time.sleep(max(0.0, tick - (time.monotonic() - start - now)))
+        faults.join()
+        if failures:
+            raise failures[0]
         self.resend_waiting()
 
     def resend_waiting(self, timeout_s: float = 30.0) -> None:

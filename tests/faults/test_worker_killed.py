@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.faults.conftest import OpenStack, PostFlow, assert_settled
+from tests.faults.conftest import OpenStack, PostFlow, assert_settled, wait_mid_task
 from tests.helpers import CallbackReceiver
 from tests.private_services import PrivateRedis
 
@@ -26,7 +26,7 @@ def test_worker_killed_mid_task_while_posts_flow(
     victim = start_worker(queues="text,media,callbacks")
 
     def kill_mid_task() -> None:
-        assert "received" in victim.log_text()
+        wait_mid_task(victim)
         victim.kill()
 
     flow = PostFlow(stack, prefix="kill")
