@@ -451,6 +451,8 @@ def _ms(values: list[float]) -> dict[str, float | int]:
 class BenchResult:
     summary: dict[str, Any]
     latencies_ms: dict[str, list[float]] = field(default_factory=dict)  # by post kind
+    # (seconds since the first post was stored, latency ms, kind): where in the run it lagged
+    timeline: list[tuple[float, float, str]] = field(default_factory=list)
 
 
 def measure(
@@ -464,6 +466,7 @@ def measure(
     """The summary of one measured window: throughput, latency, losses, duplicates."""
     accepted = {pid: s for pid, s in subs.items() if s.status in (200, 202)}
     latencies: dict[str, list[float]] = {}
+    stamped: list[tuple[datetime, float, str]] = []
     lost = duplicated_decisions = 0
     statuses: Counter[str] = Counter()
     first_created = last_decided = None
@@ -476,6 +479,7 @@ def measure(
         statuses[out.status] += 1
         ms = (out.decided_at - out.created_at).total_seconds() * 1000
         latencies.setdefault(sub.template.kind, []).append(ms)
+        stamped.append((out.created_at, ms, sub.template.kind))
         first_created = min(first_created or out.created_at, out.created_at)
         last_decided = max(last_decided or out.decided_at, out.decided_at)
     decided = sum(len(v) for v in latencies.values())
@@ -489,6 +493,11 @@ def measure(
         and outcomes[pid].decided_at
     )
     everything = [ms for values in latencies.values() for ms in values]
+    timeline = sorted(
+        ((created - first_created).total_seconds(), ms, kind)
+        for created, ms, kind in stamped
+        if first_created is not None
+    )
     submit_ms = [(s.answered_at - s.sent_at) * 1000 for s in accepted.values()]
     span_s = (
         (last_decided - first_created).total_seconds() if first_created and last_decided else 0.0
@@ -518,11 +527,13 @@ def measure(
         },
         "duplicated_decisions": duplicated_decisions,
     }
-    return BenchResult(summary, latencies)
+    return BenchResult(summary, latencies, timeline)
 
 
 def plot_histogram(result: BenchResult, path: Path, title: str) -> Path | None:
-    """A latency histogram by post kind, with the percentiles marked (needs matplotlib)."""
+    """A latency histogram by post kind with the percentiles marked, and beside it each
+    post's latency over the run, which shows whether a tail is steady or a stall (needs
+    matplotlib)."""
     try:
         import matplotlib
 
@@ -530,7 +541,7 @@ def plot_histogram(result: BenchResult, path: Path, title: str) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    fig, ax = plt.subplots(figsize=(9, 5))
+    fig, (ax, over_time) = plt.subplots(1, 2, figsize=(15, 5), width_ratios=(3, 2))
     everything = [ms for values in result.latencies_ms.values() for ms in values]
     if everything:
         top = percentile(everything, 99.5) * 1.1 or 1.0
@@ -546,6 +557,12 @@ def plot_histogram(result: BenchResult, path: Path, title: str) -> Path | None:
     ax.set_ylabel("posts")
     ax.set_title(title)
     ax.legend()
+    for kind in sorted({k for _, _, k in result.timeline}):
+        points = [(t, ms) for t, ms, k in result.timeline if k == kind]
+        over_time.scatter([t for t, _ in points], [ms for _, ms in points], s=4, label=kind)
+    over_time.set_xlabel("seconds into the run (post stored)")
+    over_time.set_ylabel("submit → decision stored (ms)")
+    over_time.set_title("latency over the run")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

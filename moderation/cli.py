@@ -526,12 +526,19 @@ def train_text(
     adapters: Annotated[
         bool, typer.Option(help="Fine-tune LoRA adapters (slow); --no-adapters: head only")
     ] = True,
+    max_benign_fpr: Annotated[
+        float, typer.Option(help="Operating point: benign dev posts allowed to be flagged")
+    ] = 0.02,
 ) -> None:
     """Train the text classifier's adapters, head and calibration (progress per epoch)."""
-    from models.text.classifier import DEFAULT_WEIGHTS_DIR
+    from models.text.classifier import CATEGORIES, DEFAULT_WEIGHTS_DIR
     from models.text.train import train
+    from moderation.policy import DEFAULT_POLICY
 
+    thresholds = DEFAULT_POLICY.thresholds()
     report = train(
+        thresholds=[thresholds[c] for c in CATEGORIES],
+        max_benign_fpr=max_benign_fpr,
         out_dir=out or DEFAULT_WEIGHTS_DIR,
         epochs=epochs,
         limit=limit,

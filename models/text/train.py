@@ -83,6 +83,32 @@ def _batches(lengths: Sequence[int], size: int, rng: random.Random) -> list[list
     return batches
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """The training and dev splits with their lexicon features and 0/1 label matrices."""
+
+    train: list[Example]
+    dev: list[Example]
+    lex_train: NDArray[np.float32]
+    lex_dev: NDArray[np.float32]
+    y_train: NDArray[np.float32]
+    y_dev: NDArray[np.float32]
+
+    @classmethod
+    def read(cls, data_dir: Path, limit: int | None = None) -> Prepared:
+        train_set = read_split(data_dir / "train.jsonl", limit)
+        dev_set = read_split(data_dir / "dev.jsonl", limit)
+        lexicon = LexiconScorer()
+        return cls(
+            train_set,
+            dev_set,
+            lexicon_features(lexicon, [e.text for e in train_set]),
+            lexicon_features(lexicon, [e.text for e in dev_set]),
+            np.stack([e.labels for e in train_set]),
+            np.stack([e.labels for e in dev_set]),
+        )
+
+
 class Trainee(nn.Module):
     def __init__(self, encoder: nn.Module, head: Head) -> None:
         super().__init__()
@@ -136,8 +162,40 @@ def fit_calibration(
     return a.detach().tolist(), b.detach().tolist()
 
 
+SHIFT_STEP = 0.25  # the operating point is searched in steps of this many logits
+MAX_SHIFT = 4.0
+
+
+def choose_operating_point(
+    probabilities: Callable[[float], NDArray[np.float32]],
+    gold: NDArray[np.float32],
+    thresholds: Sequence[float],
+    max_benign_fpr: float,
+) -> dict[str, float]:
+    """The logit shift closest to zero (0, -0.25, -0.5, ...) at which at most
+    ``max_benign_fpr`` of the benign posts reach a threshold; chosen on dev.
+
+    ``probabilities(shift)`` gives the calibrated probabilities with ``shift`` added to
+    every logit; ``thresholds`` are the policy's, one per category."""
+    limit = np.array(thresholds, dtype=np.float32)
+    benign = gold.sum(axis=1) == 0
+    shift = 0.0
+    while True:
+        predicted = probabilities(shift) >= limit
+        fpr = float(predicted[benign].any(axis=1).mean()) if benign.any() else 0.0
+        if fpr <= max_benign_fpr or shift <= -MAX_SHIFT:
+            return {
+                "logit_shift": shift,
+                "dev_benign_fpr": round(fpr, 4),
+                "dev_macro_f1": round(_macro_f1(predicted, gold > 0.5), 4),
+            }
+        shift -= SHIFT_STEP
+
+
 def train(
     *,
+    thresholds: Sequence[float],
+    max_benign_fpr: float = 0.02,
     data_dir: Path = DATA_DIR,
     out_dir: Path = DEFAULT_WEIGHTS_DIR,
     epochs: int = 3,
@@ -149,16 +207,15 @@ def train(
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train and write the weights. ``adapters=False`` trains the head alone on the frozen
-    encoder (minutes instead of an hour on 2 cores; the saved adapters are the identity)."""
+    encoder (minutes instead of an hour on 2 cores; the saved adapters are the identity).
+
+    After Platt calibration on dev, one logit shift for every category is chosen on dev
+    (``choose_operating_point``: at most ``max_benign_fpr`` of benign dev posts reach the
+    policy's ``thresholds``, one per category in ``CATEGORIES`` order) and folded into
+    the calibration's biases."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    train_set = read_split(data_dir / "train.jsonl", limit)
-    dev_set = read_split(data_dir / "dev.jsonl", limit)
-    lexicon = LexiconScorer()
-    lex_train = lexicon_features(lexicon, [e.text for e in train_set])
-    lex_dev = lexicon_features(lexicon, [e.text for e in dev_set])
-    y_train = np.stack([e.labels for e in train_set])
-    y_dev = np.stack([e.labels for e in dev_set])
+    data = Prepared.read(data_dir, limit)
 
     base_dir = build_encoder()
     tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
@@ -172,12 +229,7 @@ def train(
         best_f1 = _train_adapters(
             model,
             tokenizer,
-            train_set,
-            dev_set,
-            lex_train,
-            lex_dev,
-            y_train,
-            y_dev,
+            data,
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,
@@ -185,19 +237,20 @@ def train(
             progress=progress,
         )
     else:
-        best_f1 = _train_head(
-            model,
-            tokenizer,
-            train_set,
-            dev_set,
-            lex_train,
-            lex_dev,
-            y_train,
-            y_dev,
-            progress=progress,
-        )
-    dev_logits = _logits(model, tokenizer, [e.text for e in dev_set], lex_dev, 64)
-    scale, bias = fit_calibration(dev_logits, y_dev)
+        best_f1 = _train_head(model, tokenizer, data, progress=progress)
+    dev_logits = _logits(model, tokenizer, [e.text for e in data.dev], data.lex_dev, 64)
+    scale, bias = fit_calibration(dev_logits, data.y_dev)
+    a, b = np.array(scale, dtype=np.float32), np.array(bias, dtype=np.float32)
+    point = choose_operating_point(
+        lambda shift: 1 / (1 + np.exp(-(a * dev_logits + b + shift))),
+        data.y_dev,
+        thresholds,
+        max_benign_fpr,
+    )
+    progress(
+        f"operating point on dev: shift {point['logit_shift']}, benign FPR "
+        f"{point['dev_benign_fpr']:.3f}, macro-F1 {point['dev_macro_f1']:.3f}"
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     encoder.save_pretrained(str(out_dir / "adapter"))
     (out_dir / "adapter" / "README.md").unlink(missing_ok=True)  # peft's empty model card
@@ -205,12 +258,19 @@ def train(
     report = {
         "dev_macro_f1": best_f1,
         "adapters_trained": adapters,
-        "calibration": {"scale": scale, "bias": bias},
+        "calibration": {"scale": scale, "bias": [x + point["logit_shift"] for x in bias]},
         "epochs": epochs,
         "lr": lr,
         "batch_size": batch_size,
-        "train_examples": len(train_set),
+        "train_examples": len(data.train),
         "lora": {"rank": LORA_RANK, "alpha": LORA_ALPHA, "targets": LORA_TARGETS},
+        "operating_point": {
+            **point,
+            "max_benign_fpr": max_benign_fpr,
+            "why": "chosen on the dev split and folded into the biases above: the shift "
+            "closest to zero with at most max_benign_fpr of benign dev posts reaching a "
+            "policy threshold (models/text/train.py, choose_operating_point)",
+        },
     }
     (out_dir / "calibration.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     report["sha256"] = write_manifest(out_dir)
@@ -220,12 +280,7 @@ def train(
 def _train_adapters(
     model: Trainee,
     tokenizer: Any,
-    train_set: list[Example],
-    dev_set: list[Example],
-    lex_train: NDArray[np.float32],
-    lex_dev: NDArray[np.float32],
-    y_train: NDArray[np.float32],
-    y_dev: NDArray[np.float32],
+    data: Prepared,
     *,
     epochs: int,
     batch_size: int,
@@ -234,6 +289,8 @@ def _train_adapters(
     progress: Callable[[str], None],
 ) -> float:
     """Fine-tune the LoRA adapters and the head; keeps the epoch with the best dev F1."""
+    train_set, dev_set, lex_train, lex_dev = data.train, data.dev, data.lex_train, data.lex_dev
+    y_train, y_dev = data.y_train, data.y_dev
     adapters = [p for p in model.encoder.parameters() if p.requires_grad]
     groups = [
         {"params": adapters, "lr": lr},
@@ -314,17 +371,14 @@ def _pooled(model: Trainee, tokenizer: Any, texts: Sequence[str]) -> torch.Tenso
 def _train_head(
     model: Trainee,
     tokenizer: Any,
-    train_set: list[Example],
-    dev_set: list[Example],
-    lex_train: NDArray[np.float32],
-    lex_dev: NDArray[np.float32],
-    y_train: NDArray[np.float32],
-    y_dev: NDArray[np.float32],
+    data: Prepared,
     *,
     steps: int = 400,
     progress: Callable[[str], None],
 ) -> float:
     """Train the head alone on frozen embeddings (full batch), best dev F1 kept."""
+    train_set, dev_set, lex_train, lex_dev = data.train, data.dev, data.lex_train, data.lex_dev
+    y_train, y_dev = data.y_train, data.y_dev
     progress(f"embedding {len(train_set) + len(dev_set)} texts with the frozen encoder ...")
     x_train = _pooled(model, tokenizer, [e.text for e in train_set])
     x_dev = _pooled(model, tokenizer, [e.text for e in dev_set])

@@ -5,19 +5,55 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from models.text.classifier import TextClassifier, WeightsError, clauses
-from models.text.train import train
+from models.text.train import choose_operating_point, train
 from moderation.domain import Category, TextScorer
 
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("weights")
-    report = train(out_dir=out, epochs=1, limit=48, batch_size=16, progress=lambda _: None)
+    report = train(
+        thresholds=[0.5, 0.5, 0.4, 0.5],
+        out_dir=out,
+        epochs=1,
+        limit=48,
+        batch_size=16,
+        progress=lambda _: None,
+    )
     assert 0.0 <= report["dev_macro_f1"] <= 1.0
+    point = report["operating_point"]
+    within_budget = point["dev_benign_fpr"] <= 0.02
+    assert point["logit_shift"] <= 0 and (within_budget or point["logit_shift"] == -4.0)
     return out
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-x))
+
+
+def test_the_operating_point_is_the_smallest_shift_within_the_benign_budget():
+    # 10 benign posts (logits 1.0, 0.6, 0.2, -0.2, ... ) and 2 posts labelled insult
+    benign = np.array([[1.0 - 0.4 * i, -5, -5, -5] for i in range(10)], dtype=np.float32)
+    positive = np.array([[3.0, -5, -5, -5], [0.8, -5, -5, -5]], dtype=np.float32)
+    logits = np.concatenate([benign, positive])
+    gold = np.zeros_like(logits)
+    gold[10:, 0] = 1
+    point = choose_operating_point(
+        lambda shift: _sigmoid(logits + shift), gold, [0.5] * 4, max_benign_fpr=0.1
+    )
+    # unshifted, benign logits 1.0, 0.6, 0.2 reach 0.5 (3 of 10); at -0.25 two, at -0.75 one
+    assert point["logit_shift"] == -0.75
+    assert point["dev_benign_fpr"] == pytest.approx(0.1)
+    # both positives still reach 0.5 and one benign post does: insult F1 0.8, the rest 0
+    assert point["dev_macro_f1"] == pytest.approx(0.8 / 4)
+    unlimited = choose_operating_point(
+        lambda shift: _sigmoid(logits + shift), gold, [0.5] * 4, max_benign_fpr=1.0
+    )
+    assert unlimited["logit_shift"] == 0.0
 
 
 @pytest.mark.slow
