@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, StringConstraints, model_validator
 
-from moderation.schemas import Strict
+from moderation.schemas import ExternalId, Strict
 
-Note = Annotated[str, StringConstraints(max_length=500, strip_whitespace=True)]
-Actor = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
+# Limits apply to the text as sent, as the OpenAPI schema says; the value is stored
+# stripped (``moderation.schemas._stripped`` says why not ``strip_whitespace``).
+Note = Annotated[str, StringConstraints(max_length=500), AfterValidator(str.strip)]
+Actor = ExternalId
 ContentType = Annotated[str, StringConstraints(max_length=100)]
 
 
@@ -45,7 +47,7 @@ class BlocklistCreate(Strict):
 
     photo: str | None = None
     content_type: ContentType | None = None
-    phash: Annotated[str, StringConstraints(max_length=32, strip_whitespace=True)] | None = None
+    phash: Annotated[str, StringConstraints(max_length=32), AfterValidator(str.strip)] | None = None
     note: Note | None = None
     added_by: Actor = "api"
 
