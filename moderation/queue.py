@@ -23,7 +23,7 @@ from functools import cache
 from typing import Any
 
 from celery import Celery
-from kombu.entity import Queue
+from kombu.entity import Exchange, Queue
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import sqlalchemy as kombu_sqla
 
@@ -103,7 +103,9 @@ def make_celery(settings: Settings, *, include: list[str] | None = None) -> Cele
         accept_content=["json"],
         task_routes=ROUTES,
         task_default_queue=TEXT_QUEUE,
-        task_queues=[Queue(q) for q in ALL_QUEUES],  # type: ignore[no-untyped-call]
+        # each queue on its own direct exchange: a bare Queue(name) is bound to the default
+        # queue's exchange ("text") with key "text", so all four shared one binding
+        task_queues=[Queue(q, Exchange(q), routing_key=q) for q in ALL_QUEUES],  # type: ignore[no-untyped-call]
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=5,

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import select
 
 from moderation.domain import Action, Category
+from moderation.storage.audit import SCHOOL_TZ
 from moderation.storage.db import session_scope
 from moderation.storage.review import escalate_due
 from moderation.storage.tables import Callback, Post
@@ -159,7 +160,7 @@ def test_audit_csv_per_school_and_period(env: Env):
     seed_post(env.url, "school-a", "p1")
     seed_post(env.url, "school-b", "only-in-b")
     review(env, "p1", action="release", reviewer_id="mw-1")
-    today = datetime.now(UTC).date().isoformat()
+    today = datetime.now(SCHOOL_TZ).date().isoformat()  # a date means a Dutch day
     r = env.client.get("/v1/audit.csv", params={"from": today, "to": today}, headers=env.auth())
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/csv")

@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from moderation.config import get_settings
 from moderation.domain import Category
 from moderation.policy_document import parse_document
 from moderation.schemas import PostCreate, RosterIn
+from moderation.storage.audit import SCHOOL_TZ
 from moderation.storage.db import session_scope
 from moderation.storage.policies import set_policy
 from moderation.storage.posts import create_post
@@ -158,7 +159,7 @@ def test_a_teacher_releases_a_held_post_in_the_browser(live, sqlite_url: str):
         finally:
             browser.close()
 
-    today = datetime.now(UTC).date().isoformat()
+    today = datetime.now(SCHOOL_TZ).date().isoformat()  # a date means a Dutch day
     csv_text = httpx.get(
         f"{server.url}/v1/audit.csv",
         params={"from": today, "to": today},

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,6 +14,7 @@ from moderation.api.main import create_app
 from moderation.cli import app
 from moderation.config import get_settings
 from moderation.review.tokens import token_school, verify_review_token
+from moderation.storage.audit import SCHOOL_TZ
 from tests.conftest import Configure
 from tests.review.conftest import add_school, review_secret, seed_post
 
@@ -55,7 +56,7 @@ def test_audit_export_to_a_file(configure: Configure, sqlite_url: str, tmp_path:
     configure(database_url=sqlite_url)
     add_school(sqlite_url, "school-a")
     seed_post(sqlite_url, "school-a", "p1")
-    today = datetime.now(UTC).date().isoformat()
+    today = datetime.now(SCHOOL_TZ).date().isoformat()  # a date means a Dutch day
     out = tmp_path / "audit.csv"
     args = ["admin", "audit-export", "--school", "school-a", "--from", today, "--to", today]
     result = CliRunner().invoke(app, [*args, "--out", str(out)])

@@ -14,7 +14,7 @@ from moderation.domain import Action, Category
 from moderation.errors import Conflict, InvalidInput, NotFound
 from moderation.schemas import RosterIn
 from moderation.storage import review
-from moderation.storage.audit import AuditRow, csv_lines, iter_audit, parse_period
+from moderation.storage.audit import SCHOOL_TZ, AuditRow, csv_lines, iter_audit, parse_period
 from moderation.storage.db import get_sessionmaker, session_scope
 from moderation.storage.review import ReviewAction
 from moderation.storage.roster import apply_roster
@@ -442,7 +442,7 @@ def test_escalation_of_threats_at_once_and_of_overdue_items_after_a_school_day(
 def test_audit_export_covers_the_period_and_defuses_formulas(db_url: str, school: str):
     seed_post(db_url, school, "p1")
     decide(db_url, school, "mw-1", "p1", ReviewAction.REJECT, reason_text="=HYPERLINK(1)")
-    today = datetime.now(UTC).date().isoformat()
+    today = datetime.now(SCHOOL_TZ).date().isoformat()  # a date means a Dutch day
     lo, hi = parse_period(today, today)
     with session_scope(db_url) as session:
         lines = list(csv_lines(iter_audit(session=session, school_id=school, start=lo, end=hi)))

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from moderation.api.main import create_app
 from moderation.domain import Category
 from moderation.review.tokens import sign_review_token
+from moderation.storage.audit import SCHOOL_TZ
 from moderation.storage.db import session_scope
 from moderation.storage.tables import Attachment, Decision, Flag, Post
 from tests.conftest import Configure
@@ -288,7 +289,7 @@ def test_audit_export_page_is_for_admins(env: Env):
     seed_post(env.url, "school-a", "p1")
     env.login("mw-1")
     assert env.client.get("/review/export").status_code == 404
-    today = datetime.now(UTC).date().isoformat()
+    today = datetime.now(SCHOOL_TZ).date().isoformat()  # a date means a Dutch day
     assert (
         env.client.get("/review/audit.csv", params={"from": today, "to": today}).status_code == 404
     )
