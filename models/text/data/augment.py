@@ -28,7 +28,7 @@ from typing import Any, Final
 
 RAW: Final = Path(__file__).resolve().parent / "raw"
 SEED: Final = 20261128
-SKIP_SUFFIXES: Final = ("_augmented", "_v2", "_v3")  # file stems never used as sources
+SKIP_SUFFIXES: Final = ("_augmented", "_v2", "_v3", "_v3b")  # file stems never used as sources
 QUOTAS: Final = {("nl", "pos"): 230, ("en", "pos"): 45, ("nl", "ben"): 60}  # items per pool
 HARD_KINDS: Final = ("hard_negative", "quote", "counter_speech", "negation")
 
