@@ -56,7 +56,9 @@ class Settings(BaseSettings):
     max_enqueues: int = 5  # sweeper re-enqueues before the post is held (scoring_failed)
     sweep_interval_s: float = 30.0
     broker_poll_interval_s: float = 0.1  # SQLite broker only: how often workers poll
-    broker_visibility_timeout_s: int = 300  # Redis: unacked task is redelivered after this
+    # Redis: an unacked task is redelivered after this; above the longest retry wait
+    # (callback_backoff_cap_s), or a task waiting for its retry runs twice
+    broker_visibility_timeout_s: int = 3600
 
     # Callbacks to the platform
     callback_timeout_s: float = 10.0

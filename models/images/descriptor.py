@@ -66,7 +66,6 @@ Exception tree::
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -84,6 +83,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from models.cache import CACHE_ROOT, cache_location, file_sha256
 from models.images.mtcnn import WeightFileError, torch_threads
 
 __all__ = [
@@ -107,13 +107,12 @@ __all__ = [
 CHIP_SIZE: Final = 150  # pixels: the side of the aligned face chip the network takes
 CHIP_PADDING: Final = 0.25  # dlib's default padding around the face in a chip
 CACHE_ENV: Final = "MODERATION_FACE_CACHE"
-DEFAULT_CACHE_DIR: Final = Path.home() / ".cache" / "school-moderation" / "dlib-descriptor"
+DEFAULT_CACHE_DIR: Final = CACHE_ROOT / "dlib-descriptor"
 CACHE_FORMAT: Final = 1  # bump when the conversion or the module's parameter names change
 
 _FLOAT_INF: Final = 32000  # float_details exponents that encode +inf, -inf and NaN
 _FLOAT_NINF: Final = 32001
 _FLOAT_NAN: Final = 32002
-_HASH_CHUNK: Final = 1 << 22  # bytes read per hashing step
 
 
 class DlibFormatError(WeightFileError):
@@ -499,16 +498,7 @@ def state_dict_from_dlib(network: DlibNetwork) -> dict[str, torch.Tensor]:
 
 def default_cache_dir() -> Path:
     """``$MODERATION_FACE_CACHE`` if set, else ``~/.cache/school-moderation/dlib-descriptor``."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else DEFAULT_CACHE_DIR
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return cache_location(CACHE_ENV, DEFAULT_CACHE_DIR)
 
 
 def _manifest_path(cache_dir: Path, source_sha256: str) -> Path:
@@ -527,7 +517,7 @@ def _read_cache(cache_dir: Path, source_sha256: str) -> dict[str, torch.Tensor] 
         if (
             manifest.get("format") != CACHE_FORMAT
             or manifest.get("source_sha256") != source_sha256
-            or manifest.get("sha256") != _sha256(weights)
+            or manifest.get("sha256") != file_sha256(weights)
         ):
             return None
         state: dict[str, torch.Tensor] = load_file(weights)
@@ -553,7 +543,11 @@ def _write_cache(cache_dir: Path, source_sha256: str, state: dict[str, torch.Ten
     cache_dir.mkdir(parents=True, exist_ok=True)
     weights = _weights_path(cache_dir, source_sha256)
     _replace_with(weights, lambda path: save_file(state, str(path)))
-    manifest = {"format": CACHE_FORMAT, "source_sha256": source_sha256, "sha256": _sha256(weights)}
+    manifest = {
+        "format": CACHE_FORMAT,
+        "source_sha256": source_sha256,
+        "sha256": file_sha256(weights),
+    }
     text = json.dumps(manifest, indent=2) + "\n"
     _replace_with(
         _manifest_path(cache_dir, source_sha256),
@@ -573,7 +567,7 @@ def load_state_dict(
     cannot be written (read-only home) is skipped. ``source_sha256`` saves hashing the
     ``.dat`` again when the caller has just checked it.
     """
-    digest = source_sha256 or _sha256(dat_path)
+    digest = source_sha256 or file_sha256(dat_path)
     folder = (cache_dir if cache_dir is not None else default_cache_dir()).expanduser()
     cached = _read_cache(folder, digest)
     if cached is not None:
@@ -611,7 +605,7 @@ class FaceDescriptor:
     ) -> None:
         if not dat_path.is_file():
             raise WeightFileError(f"dlib model file {dat_path} is missing")
-        digest = _sha256(dat_path)
+        digest = file_sha256(dat_path)
         if verify and expected_sha256 is not None and digest != expected_sha256:
             raise WeightFileError(f"{dat_path} has sha256 {digest}, expected {expected_sha256}")
         self.num_threads = num_threads

