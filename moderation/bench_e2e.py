@@ -450,9 +450,16 @@ def _ms(values: list[float]) -> dict[str, float | int]:
 @dataclass
 class BenchResult:
     summary: dict[str, Any]
-    latencies_ms: dict[str, list[float]] = field(default_factory=dict)  # by post kind
     # (seconds since the first post was stored, latency ms, kind): where in the run it lagged
     timeline: list[tuple[float, float, str]] = field(default_factory=list)
+
+    @property
+    def latencies_ms(self) -> dict[str, list[float]]:
+        """Each post's latency, by post kind."""
+        by_kind: dict[str, list[float]] = {}
+        for _, ms, kind in self.timeline:
+            by_kind.setdefault(kind, []).append(ms)
+        return by_kind
 
 
 def measure(
@@ -527,7 +534,7 @@ def measure(
         },
         "duplicated_decisions": duplicated_decisions,
     }
-    return BenchResult(summary, latencies, timeline)
+    return BenchResult(summary, timeline)
 
 
 def plot_histogram(result: BenchResult, path: Path, title: str) -> Path | None:

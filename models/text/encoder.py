@@ -659,9 +659,7 @@ class _OnnxRunner:
         options = ort.SessionOptions()
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.inter_op_num_threads = 1
-        options.intra_op_num_threads = 1
-        # a worker with idle moments leaves its CPU to its neighbours (docs/operations.md)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.intra_op_num_threads = 1  # no intra-op thread pool, so nothing spins
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.parallel = max(1, parallel if parallel is not None else (os.cpu_count() or 1))
