@@ -529,6 +529,8 @@ def train_text(
     max_benign_fpr: Annotated[
         float, typer.Option(help="Operating point: benign dev posts allowed to be flagged")
     ] = 0.02,
+    lora_rank: Annotated[int, typer.Option(help="Rank of the LoRA adapters")] = 8,
+    lr: Annotated[float, typer.Option(help="Peak learning rate of the adapters")] = 1e-3,
 ) -> None:
     """Train the text classifier's adapters, head and calibration (progress per epoch)."""
     from models.text.classifier import CATEGORIES, DEFAULT_WEIGHTS_DIR
@@ -543,6 +545,8 @@ def train_text(
         epochs=epochs,
         limit=limit,
         adapters=adapters,
+        lora_rank=lora_rank,
+        lr=lr,
         progress=lambda m: typer.echo(m, err=True),
     )
     typer.echo(f"dev macro-F1 {report['dev_macro_f1']:.3f}; weights sha256 {report['sha256']}")

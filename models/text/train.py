@@ -42,10 +42,12 @@ from models.text.lexicon import LexiconScorer
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 LORA_RANK = 8
-LORA_ALPHA = 16
+LORA_ALPHA_PER_RANK = 2  # alpha / rank: the adapters' scale stays the same across ranks
 # "dense": the attention output and both feed-forward projections of every layer
 LORA_TARGETS = ["query", "key", "value", "dense"]
 HEAD_LR_FACTOR = 5  # the head starts from scratch; the adapters only nudge the encoder
+# Rank-16 adapters at lr 1e-3 diverged in epoch 4 (dev macro-F1 0.77 -> 0.34) without it
+MAX_GRAD_NORM = 1.0
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,7 @@ def train(
     seed: int = 0,
     limit: int | None = None,
     adapters: bool = True,
+    lora_rank: int = LORA_RANK,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train and write the weights. ``adapters=False`` trains the head alone on the frozen
@@ -223,7 +226,10 @@ def train(
     tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
     base = BertModel.from_pretrained(str(base_dir), add_pooling_layer=False)
     config = LoraConfig(
-        r=LORA_RANK, lora_alpha=LORA_ALPHA, target_modules=LORA_TARGETS, lora_dropout=0.1
+        r=lora_rank,
+        lora_alpha=LORA_ALPHA_PER_RANK * lora_rank,
+        target_modules=LORA_TARGETS,
+        lora_dropout=0.1,
     )
     encoder = get_peft_model(base, config)
     model = Trainee(encoder, Head(int(base.config.hidden_size)))
@@ -265,7 +271,11 @@ def train(
         "lr": lr,
         "batch_size": batch_size,
         "train_examples": len(data.train),
-        "lora": {"rank": LORA_RANK, "alpha": LORA_ALPHA, "targets": LORA_TARGETS},
+        "lora": {
+            "rank": lora_rank,
+            "alpha": LORA_ALPHA_PER_RANK * lora_rank,
+            "targets": LORA_TARGETS,
+        },
         "operating_point": {
             **point,
             "max_benign_fpr": max_benign_fpr,
@@ -294,6 +304,7 @@ def _train_adapters(
     train_set, dev_set, lex_train, lex_dev = data.train, data.dev, data.lex_train, data.lex_dev
     y_train, y_dev = data.y_train, data.y_dev
     adapters = [p for p in model.encoder.parameters() if p.requires_grad]
+    trainable = adapters + list(model.head.parameters())
     groups = [
         {"params": adapters, "lr": lr},
         {"params": list(model.head.parameters()), "lr": lr * HEAD_LR_FACTOR},
@@ -327,6 +338,7 @@ def _train_adapters(
             loss = loss_fn(logits, torch.from_numpy(y_train[idx]))
             opt.zero_grad()
             loss.backward()
+            nn.utils.clip_grad_norm_(trainable, MAX_GRAD_NORM)
             opt.step()
             sched.step()
             seen += len(idx)

@@ -1,9 +1,10 @@
-"""Regenerate the small, systematic augmentation of the hand-written corpus.
+"""The recipe of the small, systematic augmentation of the hand-written corpus.
 
-Why this exists: about 6-7% of the corpus are machine-made variants of hand-written
-items, kept in ``raw/nl_augmented.jsonl`` and ``raw/en_augmented.jsonl`` with kind
-"augmented" and the *same family* as their source, so the family split keeps each
-variant next to its source. This script is the exact recipe (seeded, deterministic):
+Why this exists: 335 items of the corpus (6.5% when made, 3.3% now) are machine-made
+variants of hand-written items, kept in ``raw/nl_augmented.jsonl`` and
+``raw/en_augmented.jsonl`` with kind "augmented" and the *same family* as their source,
+so the family split keeps each variant next to its source. This script is the exact
+recipe (seeded, deterministic):
 
 - positives: one offensive token (the longest match of a small stem list) is
   obfuscated by one of leetspeak, an asterisk, letter spacing, repeated vowels, a
@@ -11,10 +12,15 @@ variant next to its source. This script is the exact recipe (seeded, determinist
 - Dutch hard negatives: a "sloppy" rewrite (lowercase, punctuation dropped, chat
   abbreviations such as "ff", "mss", "vr").
 
-Run ``python models/text/data/augment.py`` after editing raw/ and before split.py.
-It never reads the *_augmented files, so re-running gives the same output. It also
-skips the ``*_v2`` batch (written later, with its own hand-written obfuscations), so
-adding that batch did not reshuffle the augmented items the earlier splits were built on.
+It never reads the *_augmented files, and it skips the later batches (``*_v2`` to
+``*_v4b``, written with their own hand-written obfuscations), so adding a batch does not
+reshuffle the augmented items the earlier splits were built on.
+
+**Frozen since 2026-11-29.** The second annotation (``DATASHEET.md``, Review) relabelled
+some sources, and which items are drawn depends on the labels, so re-running now draws
+different variants. The committed augmented files, each item second-annotated like the
+rest, are the record; this script documents how they were made. Run it only to start a
+new augmentation on purpose (then re-split and retrain).
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ from typing import Any, Final
 
 RAW: Final = Path(__file__).resolve().parent / "raw"
 SEED: Final = 20261128
-SKIP_SUFFIXES: Final = ("_augmented", "_v2", "_v3", "_v3b")  # file stems never used as sources
+# file stems never used as sources
+SKIP_SUFFIXES: Final = ("_augmented", "_v2", "_v3", "_v3b", "_v4", "_v4b")
 QUOTAS: Final = {("nl", "pos"): 230, ("en", "pos"): 45, ("nl", "ben"): 60}  # items per pool
 HARD_KINDS: Final = ("hard_negative", "quote", "counter_speech", "negation")
 
