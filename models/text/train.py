@@ -304,11 +304,8 @@ def _train_adapters(
     train_set, dev_set, lex_train, lex_dev = data.train, data.dev, data.lex_train, data.lex_dev
     y_train, y_dev = data.y_train, data.y_dev
     adapters = [p for p in model.encoder.parameters() if p.requires_grad]
-    trainable = adapters + list(model.head.parameters())
-    groups = [
-        {"params": adapters, "lr": lr},
-        {"params": list(model.head.parameters()), "lr": lr * HEAD_LR_FACTOR},
-    ]
+    head = list(model.head.parameters())
+    groups = [{"params": adapters, "lr": lr}, {"params": head, "lr": lr * HEAD_LR_FACTOR}]
     opt = torch.optim.AdamW(groups, weight_decay=0.01)
     steps = epochs * math.ceil(len(train_set) / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -338,7 +335,7 @@ def _train_adapters(
             loss = loss_fn(logits, torch.from_numpy(y_train[idx]))
             opt.zero_grad()
             loss.backward()
-            nn.utils.clip_grad_norm_(trainable, MAX_GRAD_NORM)
+            nn.utils.clip_grad_norm_(adapters + head, MAX_GRAD_NORM)
             opt.step()
             sched.step()
             seen += len(idx)
