@@ -107,13 +107,13 @@ def test_clauses_cover_the_text():
 @pytest.mark.slow
 def test_committed_model_on_the_held_out_split():
     """Guards the shipped weights against regressions, at the service's own thresholds
-    (measured when trained: macro-F1 0.826, benign FPR 0.015, flag-F1 0.885 on the
-    1,571-post split; models/text/README.md)."""
+    (measured when trained: macro-F1 0.858, benign FPR 0.018, flag-F1 0.910 on the
+    1,907-post split; models/text/README.md)."""
     from models.text.evaluate import evaluate, read_labelled
     from moderation.policy import DEFAULT_POLICY
 
     rows = read_labelled(Path(__file__).resolve().parents[2] / "models/text/data/test.jsonl")
     result = evaluate(TextClassifier(), rows, DEFAULT_POLICY.thresholds())
-    assert result["macro_f1"] >= 0.81
+    assert result["macro_f1"] >= 0.845
     assert result["benign_fpr"] <= 0.02
-    assert result["flag_f1"] >= 0.87
+    assert result["flag_f1"] >= 0.895
