@@ -13,7 +13,7 @@ recipe (seeded, deterministic):
   abbreviations such as "ff", "mss", "vr").
 
 It never reads the *_augmented files, and it skips the later batches (``*_v2`` to
-``*_v4b``, written with their own hand-written obfuscations), so adding a batch does not
+``*_v5``, written with their own hand-written obfuscations), so adding a batch does not
 reshuffle the augmented items the earlier splits were built on.
 
 **Frozen since 2026-11-29.** The second annotation (``DATASHEET.md``, Review) relabelled
