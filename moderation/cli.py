@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypedDict
 
 import typer
 from pydantic import ValidationError
@@ -518,36 +518,65 @@ def audit_export(
         _fail(str(exc))
 
 
+class _TrainOptions(TypedDict, total=False):
+    """The options of ``train-text`` that, left out, take the trainer's defaults."""
+
+    epochs: int
+    max_benign_fpr: float
+    lora_rank: int
+    lr: float
+
+
 @app.command("train-text")
 def train_text(
-    epochs: Annotated[int, typer.Option(help="Passes over the training split")] = 3,
+    epochs: Annotated[
+        int | None,
+        typer.Option(help="Passes over the training split; left out: the trainer's default"),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Where the weights go")] = None,
     limit: Annotated[int | None, typer.Option(help="Use only the first N examples")] = None,
     adapters: Annotated[
         bool, typer.Option(help="Fine-tune LoRA adapters (slow); --no-adapters: head only")
     ] = True,
     max_benign_fpr: Annotated[
-        float, typer.Option(help="Operating point: benign dev posts allowed to be flagged")
-    ] = 0.02,
-    lora_rank: Annotated[int, typer.Option(help="Rank of the LoRA adapters")] = 8,
-    lr: Annotated[float, typer.Option(help="Peak learning rate of the adapters")] = 1e-3,
+        float | None,
+        typer.Option(
+            help="Operating point: share of benign dev posts allowed to be flagged; "
+            "left out: the trainer's default"
+        ),
+    ] = None,
+    lora_rank: Annotated[
+        int | None, typer.Option(help="Rank of the LoRA adapters; left out: the trainer's default")
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(help="Peak learning rate of the adapters; left out: the trainer's default"),
+    ] = None,
 ) -> None:
-    """Train the text classifier's adapters, head and calibration (progress per epoch)."""
+    """Train the text classifier's adapters, head and calibration (progress per epoch).
+
+    Options left out take the defaults of ``models.text.train.train``."""
     from models.text.classifier import CATEGORIES, DEFAULT_WEIGHTS_DIR
     from models.text.train import train
     from moderation.policy import DEFAULT_POLICY
 
     thresholds = DEFAULT_POLICY.thresholds()
+    given: _TrainOptions = {}
+    if epochs is not None:
+        given["epochs"] = epochs
+    if max_benign_fpr is not None:
+        given["max_benign_fpr"] = max_benign_fpr
+    if lora_rank is not None:
+        given["lora_rank"] = lora_rank
+    if lr is not None:
+        given["lr"] = lr
     report = train(
         thresholds=[thresholds[c] for c in CATEGORIES],
-        max_benign_fpr=max_benign_fpr,
         out_dir=out or DEFAULT_WEIGHTS_DIR,
-        epochs=epochs,
         limit=limit,
         adapters=adapters,
-        lora_rank=lora_rank,
-        lr=lr,
         progress=lambda m: typer.echo(m, err=True),
+        **given,
     )
     typer.echo(f"dev macro-F1 {report['dev_macro_f1']:.3f}; weights sha256 {report['sha256']}")
 

@@ -202,7 +202,7 @@ def train(
     max_benign_fpr: float = 0.02,
     data_dir: Path = DATA_DIR,
     out_dir: Path = DEFAULT_WEIGHTS_DIR,
-    epochs: int = 3,
+    epochs: int = 8,
     batch_size: int = 16,
     lr: float = 1e-3,
     seed: int = 0,

@@ -71,11 +71,11 @@ def test_onnx_int8_agrees_with_torch_on_dev_posts(private_cache: Path) -> None:
     probs = fast.probabilities(texts)
     assert probs.shape == reference.shape == (40, 4)
     difference = np.abs(probs - reference)
-    # measured on 351 dev posts with the v5 weights: mean 0.006, 99th percentile 0.10,
-    # largest 0.43 (0.25 on these 40; the v4 weights' largest was 0.17); the accuracy
-    # that matters is guarded in test_classifier (int8 0.858 against torch 0.863)
+    # measured on 351 dev posts with the v5 weights and 7-bit weights (export_onnx):
+    # mean 0.004, 99th percentile 0.08, largest 0.21 (0.14 on these 40); the accuracy
+    # that matters is guarded in test_classifier
     assert float(difference.mean()) <= 0.015
-    assert float(difference.max()) <= 0.35
+    assert float(difference.max()) <= 0.25
     # the same posts reach the policy's lowest threshold, but for a few near it
     assert int(((probs >= 0.4) != (reference >= 0.4)).any(axis=1).sum()) <= 3
     # a post scores the same alone as among others (each post runs as its own batch)
