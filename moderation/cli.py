@@ -525,6 +525,7 @@ class _TrainOptions(TypedDict, total=False):
     max_benign_fpr: float
     lora_rank: int
     lr: float
+    seed: int
 
 
 @app.command("train-text")
@@ -552,6 +553,10 @@ def train_text(
         float | None,
         typer.Option(help="Peak learning rate of the adapters; left out: the trainer's default"),
     ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Seed of the adapters' and head's start and the batch order"),
+    ] = None,
 ) -> None:
     """Train the text classifier's adapters, head and calibration (progress per epoch).
 
@@ -570,6 +575,8 @@ def train_text(
         given["lora_rank"] = lora_rank
     if lr is not None:
         given["lr"] = lr
+    if seed is not None:
+        given["seed"] = seed
     report = train(
         thresholds=[thresholds[c] for c in CATEGORIES],
         out_dir=out or DEFAULT_WEIGHTS_DIR,
@@ -579,6 +586,40 @@ def train_text(
         **given,
     )
     typer.echo(f"dev macro-F1 {report['dev_macro_f1']:.3f}; weights sha256 {report['sha256']}")
+
+
+@app.command("average-text")
+def average_text(
+    runs: Annotated[list[Path], typer.Argument(help="Weights directories of trained runs")],
+    out: Annotated[Path | None, typer.Option(help="Where the averaged weights go")] = None,
+    max_benign_fpr: Annotated[
+        float, typer.Option(help="Operating point: share of benign dev posts allowed to be flagged")
+    ] = 0.02,
+) -> None:
+    """Average the weights of trained runs into one model and calibrate it on dev.
+
+    The runs' adapters average exactly into one adapter of their summed rank (merged into
+    the encoder at inference, so no slower); see ``models/text/average.py``."""
+    from models.text.average import average_runs
+    from models.text.classifier import CATEGORIES, DEFAULT_WEIGHTS_DIR, WeightsError
+    from moderation.policy import DEFAULT_POLICY
+
+    thresholds = DEFAULT_POLICY.thresholds()
+    try:
+        report = average_runs(
+            runs,
+            thresholds=[thresholds[c] for c in CATEGORIES],
+            max_benign_fpr=max_benign_fpr,
+            out_dir=out or DEFAULT_WEIGHTS_DIR,
+            progress=lambda m: typer.echo(m, err=True),
+        )
+    except (WeightsError, ValueError, OSError) as exc:
+        _fail(str(exc))
+    point = report["operating_point"]
+    typer.echo(
+        f"dev macro-F1 {point['dev_macro_f1']:.3f} at benign FPR {point['dev_benign_fpr']:.3f}; "
+        f"weights sha256 {report['sha256']}"
+    )
 
 
 @app.command("eval")

@@ -234,7 +234,7 @@ def train(
     encoder = get_peft_model(base, config)
     model = Trainee(encoder, Head(int(base.config.hidden_size)))
     if adapters:
-        best_f1 = _train_adapters(
+        _train_adapters(
             model,
             tokenizer,
             data,
@@ -245,7 +245,41 @@ def train(
             progress=progress,
         )
     else:
-        best_f1 = _train_head(model, tokenizer, data, progress=progress)
+        _train_head(model, tokenizer, data, progress=progress)
+    recipe = {
+        "adapters_trained": adapters,
+        "epochs": epochs,
+        "lr": lr,
+        "batch_size": batch_size,
+        "seed": seed,
+        "train_examples": len(data.train),
+    }
+    return calibrate_and_save(
+        model,
+        tokenizer,
+        data,
+        thresholds=thresholds,
+        max_benign_fpr=max_benign_fpr,
+        out_dir=out_dir,
+        recipe=recipe,
+        progress=progress,
+    )
+
+
+def calibrate_and_save(
+    model: Trainee,
+    tokenizer: Any,
+    data: Prepared,
+    *,
+    thresholds: Sequence[float],
+    max_benign_fpr: float,
+    out_dir: Path,
+    recipe: dict[str, Any],
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    """Fit the calibration on dev, choose the operating point there, and write the
+    adapters, head, ``calibration.json`` (with ``recipe``, how the model was made) and
+    the manifest. Returns the report written to ``calibration.json`` with the digest."""
     dev_logits = _logits(model, tokenizer, [e.text for e in data.dev], data.lex_dev, 64)
     scale, bias = fit_calibration(dev_logits, data.y_dev)
     a, b = np.array(scale, dtype=np.float32), np.array(bias, dtype=np.float32)
@@ -260,21 +294,19 @@ def train(
         f"{point['dev_benign_fpr']:.3f}, macro-F1 {point['dev_macro_f1']:.3f}"
     )
     out_dir.mkdir(parents=True, exist_ok=True)
-    encoder.save_pretrained(str(out_dir / "adapter"))
+    model.encoder.save_pretrained(str(out_dir / "adapter"))  # type: ignore[operator]
     (out_dir / "adapter" / "README.md").unlink(missing_ok=True)  # peft's empty model card
     torch.save(model.head.state_dict(), out_dir / "head.pt")
+    lora = json.loads((out_dir / "adapter" / "adapter_config.json").read_text())
     report = {
-        "dev_macro_f1": best_f1,
-        "adapters_trained": adapters,
+        # at logit 0, before calibration: what each epoch of training is ranked by
+        "dev_macro_f1": _macro_f1(dev_logits > 0, data.y_dev > 0.5),
         "calibration": {"scale": scale, "bias": [x + point["logit_shift"] for x in bias]},
-        "epochs": epochs,
-        "lr": lr,
-        "batch_size": batch_size,
-        "train_examples": len(data.train),
+        **recipe,
         "lora": {
-            "rank": lora_rank,
-            "alpha": LORA_ALPHA_PER_RANK * lora_rank,
-            "targets": LORA_TARGETS,
+            "rank": lora["r"],
+            "alpha": lora["lora_alpha"],
+            "targets": sorted(lora["target_modules"]),
         },
         "operating_point": {
             **point,
@@ -299,7 +331,7 @@ def _train_adapters(
     lr: float,
     rng: random.Random,
     progress: Callable[[str], None],
-) -> float:
+) -> None:
     """Fine-tune the LoRA adapters and the head; keeps the epoch with the best dev F1."""
     train_set, dev_set, lex_train, lex_dev = data.train, data.dev, data.lex_train, data.lex_dev
     y_train, y_dev = data.y_train, data.y_dev
@@ -359,7 +391,6 @@ def _train_adapters(
                 },
             )
     model.load_state_dict(best[1], strict=False)
-    return best[0]
 
 
 def _pooled(model: Trainee, tokenizer: Any, texts: Sequence[str]) -> torch.Tensor:
@@ -386,7 +417,7 @@ def _train_head(
     *,
     steps: int = 400,
     progress: Callable[[str], None],
-) -> float:
+) -> None:
     """Train the head alone on frozen embeddings (full batch), best dev F1 kept."""
     train_set, dev_set, lex_train, lex_dev = data.train, data.dev, data.lex_train, data.lex_dev
     y_train, y_dev = data.y_train, data.y_dev
@@ -415,7 +446,6 @@ def _train_head(
                 best = (f1, {k: v.detach().clone() for k, v in head.state_dict().items()})
     progress(f"head: best dev macro-F1 {best[0]:.3f}")
     head.load_state_dict(best[1])
-    return best[0]
 
 
 def _macro_f1(pred: NDArray[np.bool_], gold: NDArray[np.bool_]) -> float:
